@@ -1,0 +1,105 @@
+"""Held bytes per point, peak RSS and step time of each storage policy, side by side.
+
+For each network and policy, a fresh subprocess builds a Burgers PINN with N interior
+points (float32), runs a few training steps (forward + backward + Adam), and reports:
+held bytes per point (saved-tensor hooks, DESIGN.md section 4), the ratio to ``autograd``,
+the median step time and its ratio to ``autograd``, and the process's peak RSS.
+
+    python benchmarks/storage_memory.py --points 100000 --nets 4x50 4x256 --rank 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+POLICIES = ["autograd", "exact", "checkpoint", "sketch:three_sketch", "sketch:range_finder"]
+
+
+def measure_one(problem: str, net: str, policy: str, points: int, rank: int, steps: int) -> dict:
+    import torch
+
+    from _common import make_task
+    from pinnsketch import StorageConfig
+    from pinnsketch.memory import peak_rss_bytes
+
+    width, depth = (int(v) for v in net.split("x")[::-1])
+    depth, width = int(net.split("x")[0]), int(net.split("x")[1])
+    if policy.startswith("sketch:"):
+        storage = StorageConfig(policy="sketch", rank=rank, method=policy.split(":")[1])
+    else:
+        storage = StorageConfig(policy=policy)
+    task = make_task(problem, width, depth, points, storage)
+    batch = task.sample(0)
+    opt = torch.optim.Adam(task.model.parameters(), lr=1e-4)
+    rss_before = peak_rss_bytes()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        terms = task.backward(batch)
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return {"problem": problem, "net": net, "policy": policy, "points": points,
+            "held_bytes_per_point": task.held_bytes_per_point,
+            "step_time_s": statistics.median(times[1:] if len(times) > 1 else times),
+            "peak_rss_MB": peak_rss_bytes() / 2**20,
+            "setup_rss_MB": rss_before / 2**20, "loss": terms["loss"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--problem", default="burgers")
+    p.add_argument("--points", type=int, default=100_000)
+    p.add_argument("--nets", nargs="+", default=["4x50", "4x256"])
+    p.add_argument("--policies", nargs="+", default=POLICIES)
+    p.add_argument("--rank", type=int, default=32)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    p.add_argument("--one", nargs=2, metavar=("NET", "POLICY"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.one:
+        row = measure_one(args.problem, args.one[0], args.one[1], args.points, args.rank,
+                          args.steps)
+        print("RESULT " + json.dumps(row))
+        return 0
+    from _common import write_table
+
+    rows = []
+    for net in args.nets:
+        base = None
+        for policy in args.policies:
+            cmd = [sys.executable, __file__, "--problem", args.problem, "--points",
+                   str(args.points), "--rank", str(args.rank), "--steps", str(args.steps),
+                   "--one", net, policy]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                print(proc.stderr[-2000:], file=sys.stderr)
+                rows.append({"net": net, "policy": policy, "note": f"failed ({proc.returncode})"})
+                continue
+            row = json.loads(lines[-1][7:])
+            if policy == "autograd":
+                base = row
+            if base:
+                row["held_vs_autograd"] = row["held_bytes_per_point"] / base["held_bytes_per_point"]
+                row["time_vs_autograd"] = row["step_time_s"] / base["step_time_s"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    command = "python benchmarks/storage_memory.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    cols = ["net", "policy", "points", "held_bytes_per_point", "held_vs_autograd",
+            "step_time_s", "time_vs_autograd", "peak_rss_MB"]
+    print(write_table(rows, args.out, f"storage_memory_{args.problem}_{args.points}", command,
+                      f"Held bytes and step time, {args.problem}, {args.points} points, float32, "
+                      f"sketch rank {args.rank}", cols))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())

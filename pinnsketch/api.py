@@ -1,0 +1,219 @@
+"""solve(): the one entry point that the CLI, notebooks and benchmarks share.
+
+    >>> from pinnsketch import solve, OptimConfig, RunConfig, load_problem
+    >>> result = solve(load_problem("heat"), optim=OptimConfig(steps=5, lbfgs_steps=0),
+    ...                run=RunConfig(quiet=True))
+    >>> sorted(k for k in result.summary if k.startswith("l2"))
+    ['l2_relative_error']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig, to_dict
+from pinnsketch.memory import cuda_peak_bytes, peak_rss_bytes
+from pinnsketch.pde.problem import Problem
+from pinnsketch.pde.registry import make_problem, resolve_problem
+from pinnsketch.plots import plot_field, plot_history
+from pinnsketch.results import (load_checkpoint, prepare_out_dir, read_json, save_checkpoint,
+                                write_history_csv, write_json, write_result_h5)
+from pinnsketch.storage import StorageConfig
+from pinnsketch.tasks.pinn import PINNTask
+from pinnsketch.train import TrainingDiverged, TrainState, train
+
+__all__ = ["solve", "resume", "load_problem", "SolveResult"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def load_problem(name_or_path: str, **params: Any) -> Problem:
+    """A registered problem by name (``"burgers"``) or from a ``.py`` file, with parameters.
+
+    >>> load_problem("burgers", nu=0.005).nu
+    0.005
+    """
+    return make_problem(resolve_problem(name_or_path), params)
+
+
+@dataclass
+class SolveResult:
+    """What a run produced: the trained task (model inside), history, summary, directory."""
+
+    task: PINNTask
+    history: list[dict[str, Any]]
+    summary: dict[str, Any]
+    out_dir: Path | None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.task.model
+
+
+def _config_dict(problem: Problem, source: str | None, model: ModelConfig,
+                 sampling: SamplingConfig, optim: OptimConfig, storage: StorageConfig,
+                 run: RunConfig) -> dict[str, Any]:
+    return {
+        "problem": {"name": problem.name, "source": source, "params": problem.parameters()},
+        "model": to_dict(model), "sampling": to_dict(sampling), "optim": to_dict(optim),
+        "storage": to_dict(storage), "run": to_dict(run),
+    }
+
+
+def solve(problem: Problem, *, model: ModelConfig | None = None,
+          sampling: SamplingConfig | None = None, optim: OptimConfig | None = None,
+          storage: StorageConfig | None = None, run: RunConfig | None = None,
+          problem_source: str | None = None) -> SolveResult:
+    """Train a PINN on ``problem`` and (with ``run.out``) write the run directory.
+
+    Args:
+        problem: a Problem instance.
+        model, sampling, optim, storage, run: configurations (defaults when None).
+        problem_source: how to load the problem again (a registry name or a file path),
+            recorded in config.json so ``resume`` can rebuild it.
+
+    Returns:
+        SolveResult with the trained model, history and summary.
+
+    Raises:
+        ValueError: a bad configuration or output directory, before any training.
+        TrainingDiverged: the loss became non-finite (files are written, status "diverged").
+        KeyboardInterrupt: after writing a consistent run directory (status "interrupted").
+    """
+    model, sampling = model or ModelConfig(), sampling or SamplingConfig()
+    optim, storage, run = optim or OptimConfig(), storage or StorageConfig(), run or RunConfig()
+    if problem_source is None and problem.name != "problem":
+        problem_source = problem.name
+    config = _config_dict(problem, problem_source, model, sampling, optim, storage, run)
+    out = prepare_out_dir(run.out, run.overwrite) if run.out else None
+    task = _build_task(problem, config, model, sampling, optim, storage, run)
+    if out:
+        write_json(out / "config.json", config)
+    return _run(task, config, optim, run, out, TrainState())
+
+
+def _build_task(problem, config, model, sampling, optim, storage, run) -> PINNTask:
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    if run.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {run.device}: CUDA is not available on this machine; use cpu")
+    return PINNTask(problem, model, sampling, optim, storage, seed=run.seed, device=run.device,
+                    dtype=_DTYPES[run.dtype])
+
+
+def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | None = None,
+           quiet: bool | None = None, problem: Problem | None = None) -> SolveResult:
+    """Continue the run in ``out_dir`` from its checkpoint (optionally with more steps).
+
+    Raises:
+        FileNotFoundError: no config.json or checkpoint.pt in ``out_dir``.
+        ValueError: a corrupted or mismatched checkpoint, or an unloadable problem.
+    """
+    out = Path(out_dir)
+    config = read_json(out / "config.json")
+    if problem is None:
+        source = config["problem"].get("source")
+        if not source:
+            raise ValueError(f"{str(out)!r} was solved from a Python object; pass problem= to resume")
+        problem = make_problem(resolve_problem(source), config["problem"]["params"])
+    model = ModelConfig(**config["model"])
+    sampling = SamplingConfig(**config["sampling"])
+    optim_d = dict(config["optim"], weights=tuple(tuple(w) for w in config["optim"]["weights"]))
+    if steps is not None:
+        optim_d["steps"] = steps
+    if lbfgs_steps is not None:
+        optim_d["lbfgs_steps"] = lbfgs_steps
+    optim = OptimConfig(**optim_d)
+    storage_d = dict(config["storage"])
+    if isinstance(storage_d.get("rank"), list):
+        storage_d["rank"] = tuple(storage_d["rank"])
+    storage = StorageConfig(**storage_d)
+    run_d = dict(config["run"])
+    if quiet is not None:
+        run_d["quiet"] = quiet
+    run = RunConfig(**run_d)
+    new_config = _config_dict(problem, config["problem"].get("source"), model, sampling, optim,
+                              storage, run)
+    payload = load_checkpoint(out / "checkpoint.pt", new_config)
+    task = _build_task(problem, new_config, model, sampling, optim, storage, run)
+    state = TrainState.from_dict(payload["train_state"])
+    if state.phase == "done" and (optim.steps > state.step or optim.lbfgs_steps > state.lbfgs_iter):
+        state.phase = "adam" if optim.steps > state.step else "lbfgs"
+        state.optimizer = state.scheduler = None
+    dtype = next(iter(payload["model"].values())).dtype
+    task.set_dtype(dtype)
+    task.model.load_state_dict(payload["model"])
+    (out / "summary.json").unlink(missing_ok=True)  # the run is open again
+    write_json(out / "config.json", new_config)
+    return _run(task, new_config, optim, run, out, state)
+
+
+def _run(task: PINNTask, config: dict[str, Any], optim: OptimConfig, run: RunConfig,
+         out: Path | None, state: TrainState) -> SolveResult:
+    def checkpoint(st: TrainState) -> None:
+        if out is None:
+            return
+        save_checkpoint(out / "checkpoint.pt", task.model.state_dict(), st.to_dict(), config)
+        write_history_csv(out / "history.csv", st.history)
+
+    try:
+        state = train(task, optim, run, state, checkpoint)
+    except (KeyboardInterrupt, TrainingDiverged):
+        _finish(task, config, state, out)
+        raise
+    summary = _finish(task, config, state, out)
+    return SolveResult(task, state.history, summary, out)
+
+
+def _finish(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path | None
+            ) -> dict[str, Any]:
+    metrics = task.evaluate()
+    storage = config["storage"]
+    summary: dict[str, Any] = {
+        "problem": config["problem"]["name"],
+        "status": state.status,
+        "steps": state.step,
+        "lbfgs_steps": state.lbfgs_iter,
+        "wall_time_s": state.wall_time,
+        "l2_relative_error": metrics.get("l2_relative_error"),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "cuda_peak_bytes": cuda_peak_bytes(task.device),
+        "seed": config["run"]["seed"],
+        "storage": storage["policy"],
+        "sketch_rank": storage.get("rank"),
+        "sketch_mode": storage.get("method") if storage["policy"] == "sketch" else None,
+        "held_bytes": task.held_bytes,
+        "held_bytes_per_point": task.held_bytes_per_point,
+        "collocation": config["sampling"]["collocation"],
+        "width": config["model"]["width"],
+        "depth": config["model"]["depth"],
+        "dtype": config["run"]["dtype"],
+        "device": config["run"]["device"],
+        "parameters": config["problem"]["params"],
+    }
+    if out is None:
+        return summary
+    u = task.predict(task.eval_points).numpy()
+    ref = task.reference.numpy() if task.reference is not None else None
+    axes = [a.numpy() for a in task.grid.axes]
+    names = task.grid.names
+    write_history_csv(out / "history.csv", state.history)
+    write_result_h5(out / "result.h5", grid_names=names, grid_axes=axes,
+                    points=task.eval_points.numpy(), solution=u, reference=ref,
+                    history=state.history, config=config, summary=summary,
+                    model_state=task.model.state_dict())
+    plot_field(out / "solution.png", names, axes, u, f"PINN solution ({summary['problem']})")
+    if ref is not None:
+        plot_field(out / "reference.png", names, axes, ref, f"reference ({summary['problem']})")
+        plot_field(out / "error.png", names, axes, abs(u - ref),
+                   f"|error|, L2 rel = {summary['l2_relative_error']:.2e}", cmap="viridis")
+    if state.history:
+        plot_history(out / "history.png", state.history, task.term_names)
+    write_json(out / "summary.json", summary)
+    return summary
+
+

@@ -1,0 +1,196 @@
+"""Command line: ``pinnsketch list``, ``pinnsketch solve PROBLEM``.
+
+Thin: argv -> the same config objects and the same solve() the notebooks call. Exit codes:
+0 success, 2 bad input, 3 training diverged, 130 interrupted (Ctrl-C, files saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _rank(text: str) -> int | str | None:
+    """--sketch-rank: 'none', 'auto' or a positive integer."""
+    if text == "none":
+        return None
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid --sketch-rank {text!r}: use 'none', 'auto' or a positive integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid --sketch-rank {value}: must be >= 1")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from pinnsketch import __version__
+    from pinnsketch.storage import SKETCH_METHODS, STORAGE_POLICIES
+
+    parser = argparse.ArgumentParser(
+        prog="pinnsketch",
+        description="Physics-informed neural networks with sketched activation storage.")
+    parser.add_argument("--version", action="version", version=f"pinnsketch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the built-in problems and their PDEs")
+
+    s = sub.add_parser("solve", help="train a PINN on a problem and write the results",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("problem", nargs="?", help="a built-in name (see 'pinnsketch list') or a "
+                   "path to a problem .py file; omit with --resume")
+    s.add_argument("--param", action="append", default=[], metavar="K=V",
+                   help="override a problem parameter, e.g. --param nu=0.005 (repeatable)")
+    g = s.add_argument_group("network")
+    g.add_argument("--width", type=int, default=None, help="hidden width (default 20)")
+    g.add_argument("--depth", type=int, default=None, help="hidden layers (default 8)")
+    g.add_argument("--activation", default=None, help="tanh, sin or silu (default tanh)")
+    g = s.add_argument_group("points")
+    g.add_argument("--collocation", type=int, default=None, help="interior points (default 8000)")
+    g.add_argument("--boundary-points", type=int, default=None, help="boundary points (200)")
+    g.add_argument("--initial-points", type=int, default=None, help="initial-slice points (256)")
+    g.add_argument("--sampler", default=None, help="uniform, sobol, lhs or halton (sobol)")
+    g.add_argument("--resample-every", type=int, default=None,
+                   help="fresh points every K Adam steps, 0 = never (1000)")
+    g = s.add_argument_group("optimisation")
+    g.add_argument("--steps", type=int, default=None, help="Adam steps (default 5000)")
+    g.add_argument("--lr", type=float, default=None, help="Adam learning rate (1e-3)")
+    g.add_argument("--lr-decay", type=float, default=None,
+                   help="final lr / initial lr, exponential schedule (0.1)")
+    g.add_argument("--lbfgs-steps", type=int, default=None, help="L-BFGS iterations (6000)")
+    g.add_argument("--lbfgs-dtype", choices=("float32", "float64"), default=None,
+                   help="float type of the L-BFGS phase (float64)")
+    g.add_argument("--weight", action="append", default=[], metavar="TERM=W",
+                   help="loss weight of a term (pde or a condition name), repeatable")
+    g.add_argument("--chunk-size", type=int, default=None,
+                   help="accumulate gradients over chunks of this many interior points")
+    g = s.add_argument_group("activation storage")
+    g.add_argument("--storage", choices=STORAGE_POLICIES, default=None,
+                   help="how hidden layers keep what backward needs (default autograd)")
+    g.add_argument("--sketch-rank", type=_rank, default=None,
+                   help="none | auto | N: sketch rank of the hidden layers (N implies --storage sketch)")
+    g.add_argument("--sketch-method", choices=SKETCH_METHODS, default=None,
+                   help="which low-rank sketch stores the activations")
+    g = s.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=None, help="seed of weights and points (0)")
+    g.add_argument("--device", default=None, help="cpu or cuda[:N] (cpu)")
+    g.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="float type of the Adam phase (float32)")
+    g.add_argument("--eval-every", type=int, default=None,
+                   help="evaluate L2 and checkpoint every K iterations (500)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (0 = default)")
+    g.add_argument("--out", default=None, help="run directory (default runs/PROBLEM-seedS)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    g.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the run in DIR (optionally with larger --steps/--lbfgs-steps)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _given(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, object]:
+    return {field: getattr(args, arg) for arg, field in mapping.items()
+            if getattr(args, arg) is not None}
+
+
+def _cmd_list() -> int:
+    from pinnsketch.pde.registry import builtin_problems, load_problem_file
+
+    for name, path in builtin_problems().items():
+        cls = load_problem_file(path)
+        print(f"{name:10s} {cls.equation}")
+    return 0
+
+
+def _storage_config(args: argparse.Namespace):
+    from pinnsketch.storage import StorageConfig
+
+    kwargs = _given(args, {"storage": "policy", "sketch_method": "method"})
+    if args.sketch_rank == "auto":
+        raise ValueError("--sketch-rank auto needs the rank controller, which is not built yet; "
+                         "use --sketch-rank N or none")
+    if args.sketch_rank is not None:
+        if kwargs.get("policy", "sketch") != "sketch":
+            raise ValueError(f"--sketch-rank {args.sketch_rank} needs --storage sketch, "
+                             f"not --storage {kwargs['policy']}")
+        kwargs.update(policy="sketch", rank=args.sketch_rank)
+    return StorageConfig(**kwargs)
+
+
+def _cmd_solve(args: argparse.Namespace) -> int:
+    from pinnsketch.api import load_problem, resume, solve
+    from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig
+
+    if args.resume:
+        if args.problem:
+            raise ValueError("give either a problem or --resume DIR, not both")
+        resume(args.resume, steps=args.steps, lbfgs_steps=args.lbfgs_steps,
+               quiet=True if args.quiet else None)
+        print(f"resumed run finished: {Path(args.resume) / 'summary.json'}")
+        return 0
+    if not args.problem:
+        raise ValueError("name a problem (see 'pinnsketch list') or give --resume DIR")
+    problem = load_problem(args.problem, **_pairs(args.param, "--param"))
+    model = ModelConfig(**_given(args, {"width": "width", "depth": "depth",
+                                        "activation": "activation"}))
+    sampling = SamplingConfig(**_given(args, {
+        "collocation": "collocation", "boundary_points": "boundary", "initial_points": "initial",
+        "sampler": "method", "resample_every": "resample_every"}))
+    weights = tuple((k, float(v)) for k, v in _pairs(args.weight, "--weight").items())
+    optim = OptimConfig(weights=weights, **_given(args, {
+        "steps": "steps", "lr": "lr", "lr_decay": "lr_decay", "lbfgs_steps": "lbfgs_steps",
+        "lbfgs_dtype": "lbfgs_dtype", "chunk_size": "chunk_size"}))
+    storage = _storage_config(args)
+    seed = args.seed if args.seed is not None else 0
+    out = args.out or str(Path("runs") / f"{problem.name}-seed{seed}")
+    run = RunConfig(out=out, overwrite=args.overwrite, quiet=args.quiet, **_given(args, {
+        "seed": "seed", "device": "device", "dtype": "dtype", "eval_every": "eval_every",
+        "threads": "threads"}))
+    result = solve(problem, model=model, sampling=sampling, optim=optim, storage=storage,
+                   run=run, problem_source=args.problem)
+    s = result.summary
+    l2 = s["l2_relative_error"]
+    print(f"{s['problem']}: L2 relative error {l2:.3e} after {s['steps']} Adam + "
+          f"{s['lbfgs_steps']} L-BFGS iterations in {s['wall_time_s']:.1f} s; "
+          f"held {s['held_bytes_per_point']:.0f} B/point ({s['storage']}); results in {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    from pinnsketch.train import TrainingDiverged
+
+    try:
+        if args.command == "list":
+            return _cmd_list()
+        return _cmd_solve(args)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        print(f"pinnsketch: error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as exc:
+        print(f"pinnsketch: training diverged: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("pinnsketch: interrupted; checkpoint and partial results saved "
+              "(continue with --resume DIR)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Run configuration: small frozen dataclasses, validated on construction.
+
+Every bad value is refused here, before any work starts, with a message that names the
+value and the fix. The CLI builds these same objects; so do notebooks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from pinnsketch.activations import ACTIVATIONS
+from pinnsketch.pde.sampling import SAMPLERS
+
+__all__ = ["ModelConfig", "SamplingConfig", "OptimConfig", "RunConfig", "DTYPES", "to_dict"]
+
+DTYPES = ("float32", "float64")
+
+
+def _positive_int(owner: str, name: str, value: Any, allow_zero: bool = False) -> None:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{owner}.{name} must be an integer >= {low}, got {value!r}")
+
+
+def _positive_float(owner: str, name: str, value: Any) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{owner}.{name} must be a finite number > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """MLP shape: ``depth`` hidden layers of ``width`` units, activation by name."""
+
+    width: int = 20
+    depth: int = 8
+    activation: str = "tanh"
+
+    def __post_init__(self) -> None:
+        _positive_int("model", "width", self.width)
+        _positive_int("model", "depth", self.depth)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Collocation points: interior, boundary and initial counts, sampler, resampling period.
+
+    ``resample_every`` = K > 0 draws a fresh interior/boundary/initial set every K Adam
+    steps (seeded by the run seed and the step); 0 keeps one set. L-BFGS always uses one
+    fixed set (a line search needs a fixed objective).
+    """
+
+    collocation: int = 8000
+    boundary: int = 200
+    initial: int = 256
+    method: str = "sobol"
+    resample_every: int = 1000
+
+    def __post_init__(self) -> None:
+        _positive_int("sampling", "collocation", self.collocation)
+        _positive_int("sampling", "boundary", self.boundary)
+        _positive_int("sampling", "initial", self.initial)
+        _positive_int("sampling", "resample_every", self.resample_every, allow_zero=True)
+        if self.method not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.method!r}; valid samplers: {', '.join(SAMPLERS)}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam with exponential learning-rate decay, then L-BFGS with strong-Wolfe line search.
+
+    The Adam learning rate decays as lr * lr_decay^(step / steps), so it ends at
+    lr * lr_decay. ``weights`` maps loss-term names ("pde", a condition's name) to weights
+    (default 1). ``chunk_size`` > 0 accumulates gradients over chunks of at most that many
+    interior points (the loss is a mean over points, so the gradient is exact).
+    """
+
+    steps: int = 5000
+    lr: float = 1e-3
+    lr_decay: float = 0.1
+    lbfgs_steps: int = 6000
+    lbfgs_dtype: str = "float64"
+    lbfgs_history: int = 50
+    weights: tuple[tuple[str, float], ...] = ()
+    chunk_size: int = 0
+
+    def __post_init__(self) -> None:
+        _positive_int("optim", "steps", self.steps, allow_zero=True)
+        _positive_int("optim", "lbfgs_steps", self.lbfgs_steps, allow_zero=True)
+        _positive_int("optim", "lbfgs_history", self.lbfgs_history)
+        _positive_int("optim", "chunk_size", self.chunk_size, allow_zero=True)
+        _positive_float("optim", "lr", self.lr)
+        if not (0 < self.lr_decay <= 1):
+            raise ValueError(f"optim.lr_decay must be in (0, 1], got {self.lr_decay!r}")
+        if self.lbfgs_dtype not in DTYPES:
+            raise ValueError(f"optim.lbfgs_dtype must be one of {DTYPES}, got {self.lbfgs_dtype!r}")
+        if self.steps + self.lbfgs_steps == 0:
+            raise ValueError("optim: steps and lbfgs_steps are both 0; nothing to train")
+        for name, w in self.weights:
+            if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
+                raise ValueError(f"loss weight {name}={w!r} must be a finite number >= 0")
+
+    def weight(self, term: str) -> float:
+        return dict(self.weights).get(term, 1.0)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Seed, device, float type, how often to evaluate/checkpoint, output directory."""
+
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    eval_every: int = 500
+    out: str | None = None
+    overwrite: bool = False
+    quiet: bool = False
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"run.seed must be an integer >= 0, got {self.seed!r}")
+        _positive_int("run", "eval_every", self.eval_every)
+        _positive_int("run", "threads", self.threads, allow_zero=True)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"run.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"run.device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+
+def to_dict(obj: Any) -> Any:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+

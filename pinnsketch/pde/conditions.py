@@ -1,0 +1,152 @@
+"""Boundary and initial conditions, each a residual on its own set of points.
+
+A condition says where its points lie (faces of the spatial boundary, the initial slice)
+and what should vanish there. Values ``g`` are either a number or a function of the
+:class:`~pinnsketch.pde.derivatives.Derivatives` object (so they can read ``d.x``, ``d.t``).
+
+- :class:`Dirichlet`: u - g = 0 on the chosen faces;
+- :class:`Neumann`: du/dn - g = 0, n the outward unit normal of each face;
+- :class:`Initial`: u(x, t0) - g(x) = 0 on the initial slice;
+- :class:`Periodic`: u(lo) - u(hi) = 0 and u_c(lo) - u_c(hi) = 0 across a coordinate c.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from pinnsketch._types import Field, Points
+from pinnsketch.pde.derivatives import Derivatives
+from pinnsketch.pde.domain import Box, Face
+from pinnsketch.pde.sampling import sample_faces, sample_initial
+
+__all__ = ["Condition", "Dirichlet", "Neumann", "Initial", "Periodic", "ConditionPoints"]
+
+Value = float | Callable[[Derivatives], Tensor]
+
+
+def _value(g: Value, d: Derivatives) -> Field:
+    if callable(g):
+        return g(d)
+    return torch.full_like(d.points[:, 0], float(g))
+
+
+@dataclass(frozen=True)
+class ConditionPoints:
+    """Sampled points of one condition with what its residual needs besides the network.
+
+    ``normals`` (N, d) holds outward unit normals (zero where meaningless).
+    """
+
+    points: Points
+    normals: Points
+
+
+@dataclass(frozen=True, kw_only=True)
+class Condition:
+    """Base: ``name`` labels the loss term (default: the class name), ``weight`` scales it."""
+
+    name: str = ""
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.weight >= 0.0):
+            raise ValueError(f"condition {self.label!r}: weight must be >= 0, got {self.weight}")
+
+    @property
+    def label(self) -> str:
+        return self.name or type(self).__name__.lower()
+
+    def sample(self, domain: Box, n: int, method: str, seed: int, dtype) -> ConditionPoints:
+        raise NotImplementedError
+
+    def residual(self, d: Derivatives, normals: Points) -> Field:
+        raise NotImplementedError
+
+    def uses_boundary_budget(self) -> bool:
+        """True if its points come from the boundary budget, False for the initial one."""
+        return True
+
+
+def _face_points(domain: Box, on: tuple[str, ...] | None, n: int, method: str, seed: int,
+                 dtype) -> ConditionPoints:
+    faces = domain.faces(on)
+    pts, idx = sample_faces(domain, faces, n, method, seed, dtype)
+    normals = torch.zeros_like(pts)
+    for i, face in enumerate(faces):
+        normals[idx == i, domain.index(face.coord)] = float(face.side)
+    return ConditionPoints(pts, normals)
+
+
+@dataclass(frozen=True)
+class Dirichlet(Condition):
+    """u = g on the faces of the spatial coordinates ``on`` (all spatial faces if None)."""
+
+    value: Value = 0.0
+    on: tuple[str, ...] | None = None
+
+    def sample(self, domain, n, method, seed, dtype):
+        return _face_points(domain, self.on, n, method, seed, dtype)
+
+    def residual(self, d, normals):
+        return d.u - _value(self.value, d)
+
+
+@dataclass(frozen=True)
+class Neumann(Condition):
+    """du/dn = g on the faces of ``on``; n is the outward normal (-e_c on lo, +e_c on hi)."""
+
+    value: Value = 0.0
+    on: tuple[str, ...] | None = None
+
+    def sample(self, domain, n, method, seed, dtype):
+        return _face_points(domain, self.on, n, method, seed, dtype)
+
+    def residual(self, d, normals):
+        du_dn = sum(normals[:, i] * d.key((i,)) for i, c in enumerate(d.domain.names)
+                    if c != d.domain.time)
+        return du_dn - _value(self.value, d)
+
+
+@dataclass(frozen=True)
+class Initial(Condition):
+    """u(x, t0) = g(x) on the initial slice of a space-time domain."""
+
+    value: Value = 0.0
+
+    def sample(self, domain, n, method, seed, dtype):
+        pts = sample_initial(domain, n, method, seed, dtype)
+        return ConditionPoints(pts, torch.zeros_like(pts))
+
+    def residual(self, d, normals):
+        return d.u - _value(self.value, d)
+
+    def uses_boundary_budget(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class Periodic(Condition):
+    """u and u_c agree on the faces {c = lo} and {c = hi} (n/2 point pairs).
+
+    The points are stacked as [lower-face points; their images on the upper face]; the
+    residual is the difference of the two halves, for u and for u_c.
+    """
+
+    coord: str = "x"
+
+    def sample(self, domain, n, method, seed, dtype):
+        half = max(n // 2, 1)
+        lo_pts, _ = sample_faces(domain, (Face(self.coord, -1),), half, method, seed, dtype)
+        hi_pts = lo_pts.clone()
+        hi_pts[:, domain.index(self.coord)] = domain.bounds(self.coord)[1]
+        pts = torch.cat([lo_pts, hi_pts])
+        return ConditionPoints(pts, torch.zeros_like(pts))
+
+    def residual(self, d, normals):
+        half = d.points.shape[0] // 2
+        u, du = d.u, d[f"u_{self.coord}"]
+        return torch.cat([u[:half] - u[half:], du[:half] - du[half:]])

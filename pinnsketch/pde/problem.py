@@ -1,0 +1,121 @@
+"""The Problem API: a PDE as a small frozen dataclass.
+
+Subclass :class:`Problem` with ``@dataclass(frozen=True)``; PDE parameters are fields.
+Provide the domain, the residual (written against named derivatives, see
+:mod:`pinnsketch.pde.derivatives`), the conditions, and a reference solution::
+
+    @dataclass(frozen=True)
+    class Heat(Problem):
+        '''u_t = alpha u_xx on [0, 1] x [0, 1].'''
+        name: ClassVar[str] = "heat"
+        equation: ClassVar[str] = "u_t = alpha u_xx"
+        alpha: float = 0.1
+
+        @property
+        def domain(self):
+            return space_time(interval(x=(0.0, 1.0)), t=(0.0, 1.0))
+
+        def residual(self, d):
+            return d.u_t - self.alpha * d.u_xx
+
+        def conditions(self):
+            return (Dirichlet(0.0), Initial(lambda d: torch.sin(torch.pi * d.x)))
+
+        def reference(self, points):
+            ...
+
+No sampled points and no caches live on a problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from pinnsketch._types import Field, Points
+from pinnsketch.pde.conditions import Condition
+from pinnsketch.pde.derivatives import Derivatives
+from pinnsketch.pde.domain import Box
+
+__all__ = ["Problem", "EvaluationGrid", "uniform_grid"]
+
+
+@dataclass(frozen=True)
+class EvaluationGrid:
+    """A tensor-product grid over the domain's coordinates, for errors and plots.
+
+    ``axes[i]`` are the values of coordinate ``names[i]``; points are ordered as
+    ``meshgrid(*axes, indexing="ij")`` so fields reshape to ``shape``.
+    """
+
+    names: tuple[str, ...]
+    axes: tuple[torch.Tensor, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(a) for a in self.axes)
+
+    def points(self) -> Points:
+        """(prod(shape), d) float64 points."""
+        mesh = torch.meshgrid(*[a.to(torch.float64) for a in self.axes], indexing="ij")
+        return torch.stack([m.reshape(-1) for m in mesh], dim=1)
+
+
+def uniform_grid(domain: Box, n_per_axis: int = 101) -> EvaluationGrid:
+    """``n_per_axis`` equispaced values per coordinate, ends included."""
+    axes = tuple(torch.linspace(a, b, n_per_axis, dtype=torch.float64)
+                 for a, b in zip(domain.lo, domain.hi))
+    return EvaluationGrid(domain.names, axes)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Base class of a PDE problem. Subclasses are frozen dataclasses.
+
+    Class attributes: ``name`` (registry name), ``equation`` (one line, shown by
+    ``pinnsketch list``).
+    """
+
+    name: ClassVar[str] = "problem"
+    equation: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{type(self).__name__}.{f.name} must be finite, got {value}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming a bad parameter; override to add checks."""
+
+    @property
+    def domain(self) -> Box:
+        raise NotImplementedError(f"{type(self).__name__} must define the property 'domain'")
+
+    def residual(self, d: Derivatives) -> Field:
+        """The PDE residual, zero for the exact solution."""
+        raise NotImplementedError(f"{type(self).__name__} must define residual(d)")
+
+    def conditions(self) -> tuple[Condition, ...]:
+        """Boundary and initial conditions."""
+        return ()
+
+    def reference(self, points: Points) -> Field:
+        """The reference solution at (N, d) float64 points, as an (N,) float64 tensor."""
+        raise NotImplementedError(f"{type(self).__name__} has no reference solution")
+
+    def has_reference(self) -> bool:
+        return type(self).reference is not Problem.reference
+
+    def evaluation_grid(self) -> EvaluationGrid:
+        """The grid on which the headline L2 relative error is measured."""
+        return uniform_grid(self.domain)
+
+    def parameters(self) -> dict[str, object]:
+        """The PDE parameters (dataclass fields) by name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

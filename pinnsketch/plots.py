@@ -1,0 +1,77 @@
+"""PNG plots of a run: solution, reference, absolute error, and training curves.
+
+Uses matplotlib's non-interactive Agg backend through the object API (no pyplot state).
+A 1-D field is a line; a 2-D field an image over the two coordinates; a 3-D field is
+shown on its middle slice of the last coordinate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pinnsketch.results import atomic_write
+
+__all__ = ["plot_field", "plot_history"]
+
+
+def _figure(figsize=(6.0, 4.0)):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: Path) -> None:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
+
+
+def plot_field(path: Path, names: tuple[str, ...], axes: list[np.ndarray], values: np.ndarray,
+               title: str, cmap: str = "RdBu_r") -> None:
+    """Plot a grid-shaped field ``values`` (shape = lengths of ``axes``)."""
+    values = values.reshape(tuple(len(a) for a in axes))
+    while values.ndim > 2:  # middle slice of the last coordinate
+        mid = values.shape[-1] // 2
+        title = f"{title} ({names[-1]} = {axes[-1][mid]:.3g})"
+        values, axes, names = values[..., mid], axes[:-1], names[:-1]
+    fig = _figure()
+    ax = fig.add_subplot()
+    if values.ndim == 1:
+        ax.plot(axes[0], values)
+        ax.set_xlabel(names[0])
+    else:
+        # first coordinate on the vertical axis for space-time (x, t): time runs left to right
+        mesh = ax.pcolormesh(axes[1], axes[0], values, shading="auto", cmap=cmap)
+        fig.colorbar(mesh, ax=ax)
+        ax.set_xlabel(names[1])
+        ax.set_ylabel(names[0])
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_history(path: Path, history: list[dict[str, Any]], term_names: tuple[str, ...]) -> None:
+    """Loss terms and L2 error against the iteration count (log scale)."""
+    fig = _figure((7.0, 4.5))
+    ax = fig.add_subplot()
+    steps = np.array([row["step"] for row in history], dtype=float)
+    for name in ("loss",) + tuple(term_names):
+        vals = np.array([np.nan if row.get(name) is None else row[name] for row in history], float)
+        if np.isfinite(vals).any():
+            ax.semilogy(steps, vals, label=name, lw=1.0 if name != "loss" else 1.6)
+    l2 = np.array([np.nan if row.get("l2_relative_error") is None else row["l2_relative_error"]
+                   for row in history], float)
+    ok = np.isfinite(l2)
+    if ok.any():
+        ax.semilogy(steps[ok], l2[ok], "k.-", label="L2 relative error")
+    lbfgs = [row["step"] for row in history if row.get("phase") == "lbfgs"]
+    if lbfgs:
+        ax.axvline(min(lbfgs), color="grey", ls=":", lw=1)
+        ax.text(min(lbfgs), ax.get_ylim()[1], " L-BFGS", va="top", fontsize=8, color="grey")
+    ax.set_xlabel("iteration")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    _save(fig, path)

@@ -1,0 +1,191 @@
+"""The run directory: config, history, HDF5 results, plots, checkpoint, summary.
+
+Every file is written atomically (to a temporary name, then renamed), so a file that
+exists is complete. ``summary.json`` is written last and carries ``status``
+("completed", "interrupted", "diverged"); a directory without it is a run in progress or
+one that was killed.
+
+Files:
+    config.json     the resolved configuration (everything needed to rerun or resume)
+    history.csv     one row per Adam step / L-BFGS chunk: step, phase, loss terms, l2, lr, time
+    result.h5       evaluation points, solution, reference, error, history, config, model state
+    solution.png, reference.png, error.png, history.png
+    checkpoint.pt   model and optimizer state at the last good evaluation
+    summary.json    headline figures
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["prepare_out_dir", "atomic_write", "write_json", "read_json", "write_history_csv",
+           "save_checkpoint", "load_checkpoint", "write_result_h5", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "pinnsketch-checkpoint/1"
+RUN_FILES = ("config.json", "history.csv", "result.h5", "solution.png", "reference.png",
+             "error.png", "history.png", "checkpoint.pt", "summary.json")
+
+
+def prepare_out_dir(path: str | Path, overwrite: bool) -> Path:
+    """Create ``path`` for a new run, refusing an existing non-empty one unless ``overwrite``.
+
+    Raises:
+        ValueError: the directory exists and is not empty (without overwrite), or is a file.
+        PermissionError / OSError: it cannot be created or written (message names it).
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output path {str(out)!r} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(f"output directory {str(out)!r} exists and is not empty; "
+                             "pass --overwrite to replace it, or choose another --out")
+        if not (out / "config.json").exists():
+            raise ValueError(f"refusing to overwrite {str(out)!r}: it does not look like a "
+                             "pinnsketch run directory (no config.json)")
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OSError(f"cannot write to output directory {str(out)!r}: {exc.strerror or exc}") from exc
+    return out
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write(tmp)`` then rename tmp onto ``path`` (same directory, so atomic)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    text = json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{str(path)!r} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({exc}); the file is damaged") from None
+
+
+def history_columns(history: list[dict[str, Any]]) -> list[str]:
+    """Union of the rows' keys in first-seen order."""
+    cols: dict[str, None] = {}
+    for row in history:
+        for k in row:
+            cols.setdefault(k, None)
+    return list(cols)
+
+
+def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    cols = history_columns(history)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in cols})
+    text = buf.getvalue()
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def save_checkpoint(path: Path, model_state: dict[str, torch.Tensor], train_state: dict[str, Any],
+                    config: dict[str, Any]) -> None:
+    payload = {"format": CHECKPOINT_FORMAT, "config": config, "model": model_state,
+               "train_state": train_state}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Read and check a checkpoint against the run's config.
+
+    Raises:
+        FileNotFoundError: no checkpoint.
+        ValueError: unreadable (corrupted), not a pinnsketch checkpoint, or made for another
+            problem or network.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r}; nothing to resume")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises several types for a damaged file
+        raise ValueError(f"checkpoint {str(path)!r} is corrupted and cannot be read "
+                         f"({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{str(path)!r} is not a pinnsketch checkpoint ({CHECKPOINT_FORMAT})")
+    for key in ("problem", "model"):
+        if payload["config"].get(key) != config.get(key):
+            raise ValueError(f"checkpoint {str(path)!r} does not match this run: its {key} is "
+                             f"{payload['config'].get(key)}, the run's is {config.get(key)}")
+    return payload
+
+
+def write_result_h5(path: Path, *, grid_names: tuple[str, ...], grid_axes: list[np.ndarray],
+                    points: np.ndarray, solution: np.ndarray, reference: np.ndarray | None,
+                    history: list[dict[str, Any]], config: dict[str, Any],
+                    summary: dict[str, Any], model_state: dict[str, torch.Tensor]) -> None:
+    """HDF5 with datasets points, solution, reference, abs_error (grid-shaped), grid axes,
+    history columns, model state, and config/summary as JSON attributes."""
+    import h5py
+
+    shape = tuple(len(a) for a in grid_axes)
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["config"] = json.dumps(_jsonable(config))
+            f.attrs["summary"] = json.dumps(_jsonable(summary))
+            f.attrs["coordinates"] = ",".join(grid_names)
+            g = f.create_group("grid")
+            for name, axis in zip(grid_names, grid_axes):
+                g.create_dataset(name, data=axis)
+            f.create_dataset("points", data=points)
+            f.create_dataset("solution", data=solution.reshape(shape))
+            if reference is not None:
+                f.create_dataset("reference", data=reference.reshape(shape))
+                f.create_dataset("abs_error", data=np.abs(solution - reference).reshape(shape))
+            h = f.create_group("history")
+            for col in history_columns(history):
+                values = [row.get(col) for row in history]
+                if all(isinstance(v, str) for v in values if v is not None):
+                    h.create_dataset(col, data=np.array([v or "" for v in values], dtype="S"))
+                else:
+                    h.create_dataset(col, data=np.array(
+                        [np.nan if v is None else float(v) for v in values]))
+            m = f.create_group("model_state")
+            for k, v in model_state.items():
+                m.create_dataset(k, data=v.detach().cpu().numpy())
+
+    atomic_write(path, write)

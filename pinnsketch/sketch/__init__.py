@@ -1,0 +1,53 @@
+"""Sketch operators: pure tensor math for compressing a matrix; no PDE or training knowledge.
+
+- :mod:`~pinnsketch.sketch.test_matrices`: seeded random test matrices (gaussian, sparse
+  sign, SRFT), regenerated rather than stored.
+- :mod:`~pinnsketch.sketch.three_sketch`: the single-pass three-sketch of Tropp et al.
+  (2019), its EMA update and its low-rank reconstruction.
+- :mod:`~pinnsketch.sketch.range_finder`: the two-pass randomized range finder, for a matrix
+  that exists whole.
+"""
+
+from pinnsketch.sketch.range_finder import RangeFinderApprox, range_finder, range_finder_numel
+from pinnsketch.sketch.test_matrices import (
+    SKETCH_FAMILIES,
+    check_family,
+    derive_seeds,
+    test_matrix,
+)
+from pinnsketch.sketch.three_sketch import (
+    LowRank,
+    LowRankOperator,
+    SketchSpec,
+    SketchTestMatrices,
+    ThreeSketch,
+    default_core_size,
+    ema_update,
+    reconstruct,
+    relative_error,
+    sketch,
+    sketch_test_matrices,
+    storage_numel,
+)
+
+__all__ = [
+    "SKETCH_FAMILIES",
+    "LowRank",
+    "LowRankOperator",
+    "RangeFinderApprox",
+    "SketchSpec",
+    "SketchTestMatrices",
+    "ThreeSketch",
+    "check_family",
+    "default_core_size",
+    "derive_seeds",
+    "ema_update",
+    "range_finder",
+    "range_finder_numel",
+    "reconstruct",
+    "relative_error",
+    "sketch",
+    "sketch_test_matrices",
+    "storage_numel",
+    "test_matrix",
+]

@@ -1,0 +1,161 @@
+"""Two-pass randomized range finder for a matrix that exists whole (a layer activation).
+
+For A (N x w: N points, w features) and a test matrix Omega (N x k) regenerated from a seed,
+
+    Q = orth(A^T Omega)              (w x k, orthonormal)
+    Q <- orth(A^T (A Q))             (repeated ``power_iterations`` times)
+    A_hat = (A Q) Q^T
+
+and only ``coeffs = A Q`` (N x k) and ``basis = Q`` (w x k) are kept: k (N + w) numbers. This
+reads A twice (more with power iterations), which the single-pass three-sketch avoids, and is
+usually closer to the optimal truncated SVD at equal storage (Halko, Martinsson & Tropp,
+SIAM Review 53(2), 2011, Alg. 4.3/4.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from pinnsketch.sketch.test_matrices import check_family, test_matrix
+from pinnsketch.sketch.three_sketch import LowRank, _check_operand
+
+__all__ = ["RangeFinderApprox", "range_finder", "range_finder_numel"]
+
+
+@dataclass(frozen=True, eq=False)
+class RangeFinderApprox:
+    """A_hat = coeffs @ basis^T, the projection of A onto a k-dimensional row space.
+
+    Attributes:
+        coeffs: (N, k), equal to A Q.
+        basis: (w, k), Q with orthonormal columns.
+
+    Has the same interface as :class:`~pinnsketch.sketch.three_sketch.LowRank`
+    (``dense``, ``left_multiply``, ``right_multiply``, ``row_block``, ``shape``, ``rank``,
+    ``numel``).
+
+    >>> a = RangeFinderApprox(coeffs=torch.ones(4, 1), basis=torch.eye(2, 1))
+    >>> a.shape, a.rank, a.numel()
+    ((4, 2), 1, 6)
+    """
+
+    coeffs: Tensor
+    basis: Tensor
+
+    def __post_init__(self) -> None:
+        if (
+            self.coeffs.dim() != 2
+            or self.basis.dim() != 2
+            or self.coeffs.shape[1] != self.basis.shape[1]
+        ):
+            raise ValueError(
+                f"need coeffs (N, k) and basis (w, k); got coeffs {tuple(self.coeffs.shape)}, "
+                f"basis {tuple(self.basis.shape)}"
+            )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(N, w), the shape of A_hat."""
+        return (self.coeffs.shape[0], self.basis.shape[0])
+
+    @property
+    def rank(self) -> int:
+        """k, the number of basis vectors."""
+        return self.basis.shape[1]
+
+    def numel(self) -> int:
+        """Entries held, k (N + w)."""
+        return self.coeffs.numel() + self.basis.numel()
+
+    def dense(self) -> Tensor:
+        """A_hat = coeffs basis^T as an (N, w) tensor."""
+        return self.coeffs @ self.basis.T
+
+    def left_multiply(self, G: Tensor) -> Tensor:
+        """G @ A_hat = (G coeffs) basis^T without forming A_hat; G is (..., N)."""
+        _check_operand(G, -1, self.shape[0], "left_multiply")
+        return (G @ self.coeffs) @ self.basis.T
+
+    def right_multiply(self, G: Tensor) -> Tensor:
+        """A_hat @ G = coeffs (basis^T G) without forming A_hat; G is (w,) or (w, p)."""
+        _check_operand(G, 0, self.shape[1], "right_multiply")
+        return self.coeffs @ (self.basis.T @ G)
+
+    def row_block(self, start: int, stop: int) -> Tensor:
+        """Rows start:stop of A_hat."""
+        return self.coeffs[start:stop] @ self.basis.T
+
+    def to_lowrank(self) -> LowRank:
+        """The same matrix as a :class:`LowRank` with Q = coeffs (not orthonormal), C = I,
+        P = basis."""
+        eye = torch.eye(self.rank, dtype=self.basis.dtype, device=self.basis.device)
+        return LowRank(Q=self.coeffs, C=eye, P=self.basis)
+
+
+def range_finder_numel(N: int, w: int, k: int) -> int:
+    """Entries held by :func:`range_finder`: k (N + w).
+
+    >>> range_finder_numel(1000, 50, 10)
+    10500
+    """
+    return k * (N + w)
+
+
+def range_finder(
+    A: Tensor,
+    k: int,
+    seed: int,
+    family: str = "gaussian",
+    power_iterations: int = 1,
+) -> RangeFinderApprox:
+    """Randomized range finder of the row space of A: A_hat = (A Q) Q^T, Q (w x k).
+
+    Q = orth(A^T Omega) with Omega = ``test_matrix(family, k, N, seed)``^T (N x k), then
+    ``power_iterations`` steps Q <- orth(A^T (A Q)), each re-orthonormalized (Householder QR)
+    so that the powers of A^T A never lose the small directions to round-off.
+
+    Args:
+        A: (N, w) real floating matrix.
+        k: number of basis vectors, 1 <= k <= min(N, w).
+        seed: int in [0, 2**63) regenerating Omega.
+        family: one of ``SKETCH_FAMILIES``.
+        power_iterations: q >= 0; each costs two more passes over A and sharpens the
+            spectral decay seen by the sketch from sigma_j to sigma_j^(2q+1).
+
+    Returns:
+        :class:`RangeFinderApprox` with coeffs = A Q (N, k) and basis = Q (w, k).
+
+    Raises:
+        ValueError: for k outside [1, min(N, w)], a negative power_iterations, an unknown
+            family, or A not a real floating matrix.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> A = torch.randn(50, 2, generator=g, dtype=torch.float64) @ torch.randn(
+    ...     2, 8, generator=g, dtype=torch.float64)
+    >>> approx = range_finder(A, k=3, seed=0)
+    >>> bool(torch.allclose(approx.dense(), A, rtol=0, atol=1e-12))
+    True
+    """
+    if not isinstance(A, Tensor) or A.dim() != 2 or not A.dtype.is_floating_point:
+        raise ValueError(
+            f"A must be a 2-D real floating tensor, got {type(A).__name__} "
+            f"{tuple(getattr(A, 'shape', ()))} {getattr(A, 'dtype', '')}"
+        )
+    N, w = A.shape
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(N, w):
+        raise ValueError(f"k={k!r} must be an int with 1 <= k <= min(N, w) = {min(N, w)}")
+    if (
+        isinstance(power_iterations, bool)
+        or not isinstance(power_iterations, int)
+        or power_iterations < 0
+    ):
+        raise ValueError(f"power_iterations={power_iterations!r} must be an int >= 0")
+    check_family(family)
+    omega_t = test_matrix(family, k, N, seed, dtype=A.dtype, device=A.device)  # Omega^T
+    Q = torch.linalg.qr((omega_t @ A).T, mode="reduced").Q  # orth(A^T Omega)
+    for _ in range(power_iterations):
+        Q = torch.linalg.qr(A.T @ (A @ Q), mode="reduced").Q
+    return RangeFinderApprox(coeffs=A @ Q, basis=Q)

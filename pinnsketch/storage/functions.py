@@ -1,0 +1,305 @@
+"""Custom autograd Functions of the jet policies, the only code here that touches ctx.
+
+Each Function fuses "activation jets, then a linear layer" so that a hidden layer keeps only
+its pre-activation jets Z (J, N, w) (``exact``) or a per-component low-rank sketch of them
+(``sketch``); the post-activation jets are recomputed in backward. The first layer keeps only
+the points x (N, d): its input jets are determined by x.
+
+Hygiene (STYLE.md item 7): separate ``forward`` and ``setup_context``; every tensor kept for
+backward goes through ``ctx.save_for_backward`` (so saved-tensor hooks and byte counts see
+it); ctx attributes hold only ints, floats, strings and frozen non-tensor descriptions (the
+activation, the jet plan, the sketch options, which carry seeds and never test matrices);
+``ctx.needs_input_grad`` is honoured. The weight W is saved too (a parameter, alive anyway;
+byte counts exclude parameters), which also lets autograd detect an in-place update of W
+between forward and backward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.autograd import Function
+
+from pinnsketch._types import Jets, Points
+from pinnsketch.activations import Activation
+from pinnsketch.sketch import (
+    RangeFinderApprox,
+    SketchSpec,
+    ThreeSketch,
+    ema_update,
+    range_finder,
+    reconstruct,
+    sketch,
+)
+from pinnsketch.storage.jets import JetPlan, activation_jets, activation_jets_vjp
+
+__all__ = ["SketchOptions", "InputLinear", "ActLinear", "SketchedActLinear",
+           "input_linear", "act_linear", "sketched_act_linear", "sketch_approximations",
+           "sketch_tensor_count"]
+
+_SKETCH_METHODS = ("three_sketch", "range_finder", "ema")
+
+
+@dataclass(frozen=True)
+class SketchOptions:
+    """How one layer's pre-activation jets are sketched (a frozen, tensor-free description).
+
+    Attributes:
+        method: ``"three_sketch"``, ``"range_finder"`` or ``"ema"``.
+        rank: k, with 1 <= k <= min(N, w) (the engine clamps).
+        seeds: one seed per jet component (regenerates its test matrices).
+        family: test-matrix family (``pinnsketch.sketch.SKETCH_FAMILIES``).
+        exact_value: keep component 0 (the value jet) exactly, sketch only the derivatives.
+        beta: EMA weight of the past (``ema`` only), 0 <= beta < 1.
+    """
+
+    method: str
+    rank: int
+    seeds: tuple[int, ...]
+    family: str = "gaussian"
+    exact_value: bool = False
+    beta: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.method not in _SKETCH_METHODS:
+            raise ValueError(f"unknown sketch method {self.method!r}; valid methods: "
+                             f"{', '.join(_SKETCH_METHODS)}")
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise ValueError(f"rank must be an int >= 1, got {self.rank!r}")
+
+    def sketched(self, j: int) -> bool:
+        """Whether component j is sketched (False for the value under ``exact_value``)."""
+        return not (self.exact_value and j == 0)
+
+    def spec(self, j: int, n_points: int, width: int) -> SketchSpec:
+        """The three-sketch spec of component j: M = Z[j]^T, (width x n_points)."""
+        return SketchSpec(m=width, n=n_points, k=self.rank, seed=self.seeds[j],
+                          family=self.family)
+
+
+def sketch_tensor_count(opts: SketchOptions, j: int) -> int:
+    """Tensors kept for component j: 1 (exact), 3 (three_sketch, ema: X, Y, Z), 2 (range_finder)."""
+    if not opts.sketched(j):
+        return 1
+    return 2 if opts.method == "range_finder" else 3
+
+
+def _act_linear_forward(act: Activation, plan: JetPlan, Z: Jets, W: Tensor, b: Tensor) -> Jets:
+    out = activation_jets(act, Z, plan) @ W.T
+    out[0] += b
+    return out
+
+
+def _linear_backward(ctx, H: Jets, W: Tensor, dZn: Jets, first: int) -> tuple:
+    """(dH or None, dW or None, db or None) for Zn = H W^T (+ b on component 0)."""
+    dH = dZn @ W if ctx.needs_input_grad[first] else None
+    dW = torch.einsum("jno,jni->oi", dZn, H) if ctx.needs_input_grad[first + 1] else None
+    db = dZn[0].sum(0) if ctx.needs_input_grad[first + 2] else None
+    return dH, dW, db
+
+
+class InputLinear(Function):
+    """First layer on input jets: Z1 = W J(x) (+ b on the value), J(x) the input jets.
+
+    Inputs: x (N, d), W (w, d), b (w,), scale and shift (tuples of d floats: the MLP's
+    ``in_scale``, ``in_shift``), plan. Output: (J, N, w).
+
+    Keeps only x (and W). Gradients with respect to x, W, b are exact.
+    """
+
+    @staticmethod
+    def forward(x: Points, W: Tensor, b: Tensor, scale: tuple[float, ...],
+                shift: tuple[float, ...], plan: JetPlan) -> Jets:
+        sc = torch.tensor(scale, dtype=x.dtype, device=x.device)
+        sh = torch.tensor(shift, dtype=x.dtype, device=x.device)
+        n, w = x.shape[0], W.shape[0]
+        out = x.new_zeros(plan.num_components, n, w)
+        out[0] = torch.addmm(b, x * sc + sh, W.T)
+        for a, i in enumerate(plan.firsts):
+            out[1 + a] = (W[:, i] * sc[i]).expand(n, w)
+        return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, W, _b, scale, shift, plan = inputs
+        ctx.save_for_backward(x, W)
+        ctx.scale, ctx.shift, ctx.plan = scale, shift, plan
+
+    @staticmethod
+    def backward(ctx, dZ: Jets):
+        x, W = ctx.saved_tensors
+        sc = torch.tensor(ctx.scale, dtype=x.dtype, device=x.device)
+        dx = dW = db = None
+        if ctx.needs_input_grad[0]:
+            dx = (dZ[0] @ W) * sc
+        if ctx.needs_input_grad[1]:
+            sh = torch.tensor(ctx.shift, dtype=x.dtype, device=x.device)
+            dW = dZ[0].T @ (x * sc + sh)
+            for a, i in enumerate(ctx.plan.firsts):
+                dW[:, i] += dZ[1 + a].sum(0) * sc[i]
+        if ctx.needs_input_grad[2]:
+            db = dZ[0].sum(0)
+        return dx, dW, db, None, None, None
+
+
+class ActLinear(Function):
+    """Fused activation jets + linear layer: Zn = W act_jet(Z) (+ b on the value component).
+
+    Inputs: Z (J, N, w_in) pre-activation jets, W (w_out, w_in), b (w_out,), the activation,
+    the plan. Output: (J, N, w_out).
+
+    Keeps only Z (and W); backward recomputes H = act_jet(Z) and forms
+    dW = sum_j dZn[j]^T H[j], db = sum over points of dZn[0],
+    dZ = activation_jets_vjp(Z, dZn W). All gradients are exact.
+    """
+
+    @staticmethod
+    def forward(Z: Jets, W: Tensor, b: Tensor, act: Activation, plan: JetPlan) -> Jets:
+        return _act_linear_forward(act, plan, Z, W, b)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        Z, W, _b, act, plan = inputs
+        ctx.save_for_backward(Z, W)
+        ctx.act, ctx.plan = act, plan
+
+    @staticmethod
+    def backward(ctx, dZn: Jets):
+        Z, W = ctx.saved_tensors
+        need_h = ctx.needs_input_grad[1]
+        H = activation_jets(ctx.act, Z, ctx.plan) if need_h else None
+        dH, dW, db = _linear_backward(ctx, H, W, dZn, 0)
+        dZ = activation_jets_vjp(ctx.act, Z, dH, ctx.plan) if dH is not None else None
+        return dZ, dW, db, None, None
+
+
+def _sketch_components(Z: Jets, opts: SketchOptions, old: tuple[Tensor, ...]
+                       ) -> list[Tensor]:
+    """The flat list of tensors kept for Z (J, N, w), component by component."""
+    n, w = Z.shape[1], Z.shape[2]
+    out: list[Tensor] = []
+    pos = 0
+    for j in range(Z.shape[0]):
+        if not opts.sketched(j):
+            out.append(Z[0].clone())
+            continue
+        if opts.method == "range_finder":
+            approx = range_finder(Z[j], opts.rank, opts.seeds[j], opts.family)
+            out.extend((approx.coeffs, approx.basis))
+            continue
+        spec = opts.spec(j, n, w)
+        M = Z[j].T
+        if opts.method == "ema" and old:
+            sk = ema_update(ThreeSketch(*old[pos:pos + 3], spec=spec), M, opts.beta)
+        else:
+            sk = sketch(M, spec)
+        pos += 3
+        out.extend((sk.X, sk.Y, sk.Z))
+    return out
+
+
+def sketch_approximations(saved: tuple[Tensor, ...], opts: SketchOptions, n_points: int,
+                          width: int, num_components: int) -> list:
+    """Per component, what the kept tensors represent as an (N, w) approximation of Z[j].
+
+    Returns a list with, for each component, either the exact (N, w) tensor or an object
+    with ``dense()`` and ``row_block`` (:class:`~pinnsketch.sketch.RangeFinderApprox`, or the
+    transposed :class:`~pinnsketch.sketch.LowRank` reconstruction of a three-sketch).
+    """
+    out: list = []
+    pos = 0
+    for j in range(num_components):
+        count = sketch_tensor_count(opts, j)
+        parts = saved[pos:pos + count]
+        pos += count
+        if not opts.sketched(j):
+            out.append(parts[0])
+        elif opts.method == "range_finder":
+            out.append(RangeFinderApprox(coeffs=parts[0], basis=parts[1]))
+        else:
+            sk = ThreeSketch(*parts, spec=opts.spec(j, n_points, width))
+            out.append(reconstruct(sk).transpose())
+    if pos != len(saved):
+        raise RuntimeError(f"kept {len(saved)} sketch tensors, the layout expects {pos}")
+    return out
+
+
+def _densify(approx: list) -> Jets:
+    return torch.stack([a if isinstance(a, Tensor) else a.dense() for a in approx])
+
+
+class SketchedActLinear(Function):
+    """Fused activation jets + linear layer that keeps a per-component sketch of Z.
+
+    Inputs: Z (J, N, w_in), W, b, the activation, the plan, a :class:`SketchOptions`, and
+    (``ema`` only, after the first step) the previous EMA sketch tensors. Outputs: Zn
+    (J, N, w_out) and the kept sketch tensors (non-differentiable; the caller stores them
+    as the next EMA state or measures the sketch error from them).
+
+    For each jet component j separately, the (N x w) matrix Z[j] is replaced by a low-rank
+    sketch: ``three_sketch`` keeps the Tropp et al. sketch of M = Z[j]^T (X (k x N),
+    Y (w x k), core (s x s)), its test matrices regenerated in backward from seeds on the
+    options; ``range_finder`` keeps Q (w x k) and Z[j] Q (N x k); ``ema`` keeps
+    beta * old + (1 - beta) * new three-sketches with fixed test matrices. With
+    ``exact_value`` component 0 is kept exactly.
+
+    Exactness: the forward output is exact. Backward materializes Z_hat (J, N, w_in)
+    transiently (not chunked) and then proceeds exactly as :class:`ActLinear` with Z_hat,
+    so the gradients with respect to W, b and Z are approximate, their error set by the
+    sketch error of Z; at full rank (k = min(N, w_in)) the reconstruction, hence every
+    gradient, is exact up to round-off. ``ema`` gradients are biased by design (the sketch
+    mixes past batches).
+    """
+
+    @staticmethod
+    def forward(Z: Jets, W: Tensor, b: Tensor, act: Activation, plan: JetPlan,
+                opts: SketchOptions, *old: Tensor):
+        with torch.no_grad():
+            kept = _sketch_components(Z, opts, old)
+        return (_act_linear_forward(act, plan, Z, W, b), *kept)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        Z, W, _b, act, plan, opts = inputs[:6]
+        kept = output[1:]
+        ctx.mark_non_differentiable(*kept)
+        ctx.save_for_backward(W, *kept)
+        ctx.act, ctx.plan, ctx.opts = act, plan, opts
+        ctx.n_points, ctx.width, ctx.num_components = Z.shape[1], Z.shape[2], Z.shape[0]
+        ctx.num_old = len(inputs) - 6
+
+    @staticmethod
+    def backward(ctx, dZn: Jets, *_unused):
+        W, *kept = ctx.saved_tensors
+        nones = (None,) * (3 + ctx.num_old)
+        if not any(ctx.needs_input_grad[:3]):
+            return (None, None, None) + nones
+        Zhat = _densify(sketch_approximations(tuple(kept), ctx.opts, ctx.n_points, ctx.width,
+                                              ctx.num_components))
+        H = activation_jets(ctx.act, Zhat, ctx.plan) if ctx.needs_input_grad[1] else None
+        dH, dW, db = _linear_backward(ctx, H, W, dZn, 0)
+        dZ = activation_jets_vjp(ctx.act, Zhat, dH, ctx.plan) if dH is not None else None
+        return (dZ, dW, db) + nones
+
+
+def input_linear(mlp, points: Points, plan: JetPlan) -> Jets:
+    """Jets (J, N, w) of the first layer's pre-activation, keeping only the points."""
+    layer = mlp.layers[0]
+    return InputLinear.apply(points, layer.weight, layer.bias,
+                             tuple(float(v) for v in mlp.in_scale.tolist()),
+                             tuple(float(v) for v in mlp.in_shift.tolist()), plan)
+
+
+def act_linear(Z: Jets, layer: torch.nn.Linear, act: Activation, plan: JetPlan) -> Jets:
+    """Exact fused activation + linear: keeps Z only."""
+    return ActLinear.apply(Z, layer.weight, layer.bias, act, plan)
+
+
+def sketched_act_linear(Z: Jets, layer: torch.nn.Linear, act: Activation, plan: JetPlan,
+                        opts: SketchOptions, old: tuple[Tensor, ...] = ()
+                        ) -> tuple[Jets, tuple[Tensor, ...]]:
+    """Sketched fused activation + linear: (Zn, kept sketch tensors)."""
+    out = SketchedActLinear.apply(Z, layer.weight, layer.bias, act, plan, opts, *old)
+    return out[0], tuple(out[1:])

@@ -1,0 +1,162 @@
+"""The PINN task: a Problem, an MLP, collocation sampling, and the physics-informed loss.
+
+Loss = sum_terms w_term * mean_points residual_term^2, the terms being the PDE residual on
+interior points ("pde") and each condition on its own points (named by the condition).
+The loss is a mean over points, so accumulating gradients over chunks of points gives the
+exact gradient of the whole batch in bounded memory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from pinnsketch._types import Points
+from pinnsketch.config import ModelConfig, OptimConfig, SamplingConfig
+from pinnsketch.memory import HeldBytes
+from pinnsketch.model import MLP
+from pinnsketch.pde.conditions import Condition
+from pinnsketch.pde.derivatives import required_derivatives
+from pinnsketch.pde.problem import Problem
+from pinnsketch.pde.sampling import sample_interior
+from pinnsketch.storage import StorageConfig, make_engine
+
+__all__ = ["PINNTask", "PINNBatch"]
+
+
+@dataclass(frozen=True)
+class PINNBatch:
+    """Point sets, float64: ``sets[name] = (points (N, d), normals (N, d))``."""
+
+    sets: dict[str, tuple[Points, Points]]
+
+    @property
+    def num_points(self) -> int:
+        return sum(p.shape[0] for p, _ in self.sets.values())
+
+
+class PINNTask:
+    """Trains an MLP to satisfy a Problem's PDE and conditions.
+
+    Args:
+        problem: the PDE problem.
+        model, sampling, optim, storage: configurations.
+        seed: seeds the initialisation and every point set.
+        device, dtype: where and in what float type the model lives.
+    """
+
+    def __init__(self, problem: Problem, model: ModelConfig, sampling: SamplingConfig,
+                 optim: OptimConfig, storage: StorageConfig, seed: int = 0,
+                 device: str = "cpu", dtype: torch.dtype = torch.float32):
+        self.problem = problem
+        self.domain = problem.domain
+        self.sampling = sampling
+        self.optim = optim
+        self.storage = storage
+        self.seed = seed
+        self.device = torch.device(device)
+        self.conditions: tuple[Condition, ...] = tuple(problem.conditions())
+        labels = ["pde"] + [c.label for c in self.conditions]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"{problem.name}: loss-term names must be distinct, got {labels}")
+        unknown = {name for name, _ in optim.weights} - set(labels)
+        if unknown:
+            raise ValueError(f"loss weights name unknown terms {sorted(unknown)}; "
+                             f"this problem's terms: {', '.join(labels)}")
+        self.term_names = tuple(labels)
+        gen = torch.Generator().manual_seed(seed)
+        self.model = MLP(self.domain.lo, self.domain.hi, model.width, model.depth,
+                         model.activation, generator=gen, dtype=dtype).to(self.device)
+        zeros = torch.zeros(1, self.domain.dim, dtype=torch.float64)
+        pde_keys = required_derivatives([problem.residual], self.domain)
+        self.engines = {"pde": make_engine(self.model, self.domain, pde_keys, storage)}
+        # Conditions hold few points: they always use the exact nested-autograd engine.
+        cond_storage = StorageConfig(policy="autograd")
+        for cond in self.conditions:
+            keys = required_derivatives([lambda d, c=cond: c.residual(d, zeros)], self.domain)
+            self.engines[cond.label] = make_engine(self.model, self.domain, keys, cond_storage)
+        self.grid = problem.evaluation_grid()
+        self.eval_points = self.grid.points()
+        self.reference = problem.reference(self.eval_points).detach() if problem.has_reference() else None
+        self.held_bytes: int | None = None
+        self.held_bytes_per_point: float | None = None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def set_dtype(self, dtype: torch.dtype) -> None:
+        self.model.to(dtype)
+
+    def sample(self, index: int) -> PINNBatch:
+        """The index-th point sets; the same (seed, index) always gives the same points."""
+        s = self.sampling
+        base = self.seed * 1_000_003 + index * 7_919
+        sets = {}
+        interior = sample_interior(self.domain, s.collocation, s.method, base)
+        sets["pde"] = (interior, torch.zeros_like(interior))
+        for i, cond in enumerate(self.conditions):
+            n = s.boundary if cond.uses_boundary_budget() else s.initial
+            cp = cond.sample(self.domain, n, s.method, base + 101 * (i + 1), torch.float64)
+            sets[cond.label] = (cp.points, cp.normals)
+        return PINNBatch(sets)
+
+    def _residual(self, name: str, points: Points, normals: Points) -> torch.Tensor:
+        d = self.engines[name](points)
+        if name == "pde":
+            return self.problem.residual(d)
+        cond = self.conditions[self.term_names.index(name) - 1]
+        return cond.residual(d, normals)
+
+    def _chunks(self, batch: PINNBatch) -> int:
+        n = batch.sets["pde"][0].shape[0]
+        size = self.optim.chunk_size
+        return 1 if size <= 0 or n <= size else math.ceil(n / size)
+
+    def backward(self, batch: PINNBatch) -> dict[str, float]:
+        """Accumulate the gradient of sum_t w_t mean(r_t^2) into .grad; return the terms."""
+        dtype, dev = self.dtype, self.device
+        chunks = self._chunks(batch)
+        totals = {name: 0.0 for name in self.term_names}
+        peak = 0
+        peak_points = 1
+        for c in range(chunks):
+            loss = torch.zeros((), dtype=dtype, device=dev)
+            with HeldBytes(exclude=self.model.parameters()) as held:
+                n_points = 0
+                for name in self.term_names:
+                    pts, nrm = batch.sets[name]
+                    part_p = pts.tensor_split(chunks)[c]
+                    part_n = nrm.tensor_split(chunks)[c]
+                    if part_p.shape[0] == 0:
+                        continue
+                    n_points += part_p.shape[0]
+                    r = self._residual(name, part_p.to(dev, dtype), part_n.to(dev, dtype))
+                    frac = part_p.shape[0] / pts.shape[0]
+                    term = r.pow(2).mean()
+                    totals[name] += frac * float(term.detach())
+                    loss = loss + self.optim.weight(name) * frac * term
+            if held.bytes > peak:
+                peak, peak_points = held.bytes, n_points
+            loss.backward()
+        self.held_bytes = peak
+        self.held_bytes_per_point = peak / peak_points
+        totals["loss"] = sum(self.optim.weight(n) * totals[n] for n in self.term_names)
+        return totals
+
+    @torch.no_grad()
+    def predict(self, points: Points, chunk: int = 65536) -> torch.Tensor:
+        """u at (N, d) points, evaluated in chunks; returns (N,) float64 on the CPU."""
+        out = [self.model(p.to(self.device, self.dtype)).reshape(-1).double().cpu()
+               for p in points.split(chunk)]
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+    def evaluate(self) -> dict[str, float]:
+        """Relative L2 error ||u - u_ref|| / ||u_ref|| on the problem's evaluation grid."""
+        if self.reference is None:
+            return {}
+        u = self.predict(self.eval_points)
+        err = (u - self.reference).norm() / self.reference.norm()
+        return {"l2_relative_error": float(err)}

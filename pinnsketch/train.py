@@ -1,0 +1,242 @@
+"""One generic training loop over a Task: Adam with a decaying learning rate, then L-BFGS.
+
+The loop knows only the Task protocol (sample, backward, evaluate, set_dtype). It checks
+every loss for NaN/inf, keeps the last good state, evaluates and checkpoints every
+``eval_every`` steps, shows a progress bar, and can resume from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from pinnsketch.config import OptimConfig, RunConfig
+from pinnsketch.progress import Progress
+from pinnsketch.tasks.base import Task
+
+__all__ = ["train", "TrainState", "TrainingDiverged", "LBFGS_CHUNK"]
+
+LBFGS_CHUNK = 50
+"""L-BFGS iterations per optimizer.step call (one history row and one divergence check each)."""
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_MAX_EVALS_PER_ITER = 26  # strong Wolfe tries at most 25 steps per iteration, plus one
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good state has been restored."""
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run: phase, step counters, optimizer states, history."""
+
+    phase: str = "adam"  # "adam" -> "lbfgs" -> "done"
+    step: int = 0  # Adam steps done
+    lbfgs_iter: int = 0  # L-BFGS iterations done
+    wall_time: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+    status: str = "running"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainState:
+        return cls(**d)
+
+
+def train(task: Task, optim: OptimConfig, run: RunConfig, state: TrainState | None = None,
+          checkpoint: Callable[[TrainState], None] | None = None) -> TrainState:
+    """Train ``task`` to the end of both phases, starting from ``state`` if given.
+
+    ``checkpoint(state)`` is called after each evaluation with a consistent state (model
+    weights are the task's), and once more at the end or on interruption.
+
+    Raises:
+        TrainingDiverged: a non-finite loss; the model holds the last good weights and
+            ``checkpoint`` has been called with them.
+        KeyboardInterrupt: re-raised after a checkpoint of the state reached so far.
+    """
+    state = state or TrainState()
+    total = optim.steps + optim.lbfgs_steps
+    progress = Progress(total=total, initial=state.step + state.lbfgs_iter, quiet=run.quiet)
+    good = _Snapshot(task, state)
+    start = time.perf_counter() - state.wall_time
+    try:
+        if state.phase == "adam":
+            _adam(task, optim, run, state, progress, good, checkpoint, start)
+            state.phase = "lbfgs"
+            state.optimizer = state.scheduler = None
+        if state.phase == "lbfgs":
+            _lbfgs(task, optim, run, state, progress, good, checkpoint, start)
+            state.phase = "done"
+        state.status = "completed"
+        state.wall_time = time.perf_counter() - start
+        if checkpoint:
+            checkpoint(state)
+    except KeyboardInterrupt:
+        good.restore()
+        state.status = "interrupted"
+        if checkpoint:
+            checkpoint(state)
+        raise
+    except TrainingDiverged:
+        good.restore()
+        state.status = "diverged"
+        if checkpoint:
+            checkpoint(state)
+        raise
+    finally:
+        progress.close()
+    return state
+
+
+class _Snapshot:
+    """The last state whose loss was finite (weights, optimizer, counters, history length)."""
+
+    def __init__(self, task: Task, state: TrainState):
+        self.task, self.state = task, state
+        self.take(None, None)
+
+    def take(self, optimizer, scheduler) -> None:
+        s = self.state
+        self.model = copy.deepcopy(self.task.model.state_dict())
+        self.optimizer = copy.deepcopy(optimizer.state_dict()) if optimizer else s.optimizer
+        self.scheduler = copy.deepcopy(scheduler.state_dict()) if scheduler else s.scheduler
+        self.counters = (s.phase, s.step, s.lbfgs_iter, len(s.history))
+
+    def restore(self) -> None:
+        s = self.state
+        dtype = next(iter(self.model.values())).dtype if self.model else None
+        if dtype is not None:
+            self.task.set_dtype(dtype)
+        self.task.model.load_state_dict(self.model)
+        s.phase, s.step, s.lbfgs_iter, n = self.counters
+        del s.history[n:]
+        s.optimizer, s.scheduler = self.optimizer, self.scheduler
+
+
+def _check_finite(terms: dict[str, float], where: str) -> None:
+    if not math.isfinite(terms["loss"]):
+        raise TrainingDiverged(
+            f"loss became {terms['loss']} at {where}; restored the last good checkpoint. "
+            "Try a smaller --lr, more collocation points, or float64 (--dtype float64)."
+        )
+
+
+def _record(task: Task, state: TrainState, terms: dict[str, float], start: float,
+            lr: float | None, evaluate: bool, progress: Progress) -> dict[str, Any]:
+    row: dict[str, Any] = {"step": state.step + state.lbfgs_iter, "phase": state.phase}
+    row.update({k: v for k, v in terms.items()})
+    row["lr"] = lr
+    if evaluate:
+        row.update(task.evaluate())
+    row["wall_time_s"] = time.perf_counter() - start
+    row["held_bytes_per_point"] = task.held_bytes_per_point
+    if terms or evaluate:
+        state.history.append(row)
+    progress.show(row)
+    return row
+
+
+def _adam(task, optim: OptimConfig, run: RunConfig, state, progress, good, checkpoint, start):
+    if optim.steps == 0 or state.step >= optim.steps:
+        return
+    opt = torch.optim.Adam(task.model.parameters(), lr=optim.lr)
+    gamma = optim.lr_decay ** (1.0 / optim.steps)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
+    if state.optimizer is not None:
+        opt.load_state_dict(state.optimizer)
+        sched.load_state_dict(state.scheduler)
+    period = task_resample_period(task)
+    batch_index = None
+    batch = None
+    while state.step < optim.steps:
+        index = state.step // period if period else 0
+        if index != batch_index:
+            batch, batch_index = task.sample(index), index
+        opt.zero_grad(set_to_none=True)
+        terms = task.backward(batch)
+        _check_finite(terms, f"Adam step {state.step}")
+        opt.step()
+        lr = sched.get_last_lr()[0]
+        sched.step()
+        state.step += 1
+        progress.update(1)
+        done = state.step == optim.steps
+        evaluate = state.step % run.eval_every == 0 or done
+        _record(task, state, terms, start, lr, evaluate, progress)
+        if evaluate:
+            state.wall_time = time.perf_counter() - start
+            state.optimizer, state.scheduler = opt.state_dict(), sched.state_dict()
+            good.take(opt, sched)
+            if checkpoint:
+                checkpoint(state)
+
+
+def task_resample_period(task: Task) -> int:
+    sampling = getattr(task, "sampling", None)
+    return getattr(sampling, "resample_every", 0) if sampling is not None else 0
+
+
+def _lbfgs(task, optim: OptimConfig, run: RunConfig, state, progress, good, checkpoint, start):
+    if optim.lbfgs_steps == 0 or state.lbfgs_iter >= optim.lbfgs_steps:
+        return
+    task.set_dtype(_DTYPES[optim.lbfgs_dtype])
+    batch = task.sample(-1)  # one fixed set for the whole phase
+    opt = torch.optim.LBFGS(task.model.parameters(), lr=1.0, max_iter=LBFGS_CHUNK,
+                            max_eval=LBFGS_CHUNK * _MAX_EVALS_PER_ITER,
+                            history_size=optim.lbfgs_history,
+                            tolerance_grad=1e-12, tolerance_change=1e-15,
+                            line_search_fn="strong_wolfe")
+    if state.optimizer is not None:
+        opt.load_state_dict(state.optimizer)
+    last: dict[str, float] = {}
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        terms = task.backward(batch)
+        last.clear()
+        last.update(terms)
+        return torch.tensor(terms["loss"], dtype=task_dtype(task))
+
+    next_eval = (state.lbfgs_iter // run.eval_every + 1) * run.eval_every
+    while state.lbfgs_iter < optim.lbfgs_steps:
+        chunk = min(LBFGS_CHUNK, optim.lbfgs_steps - state.lbfgs_iter)
+        opt.param_groups[0]["max_iter"] = chunk
+        opt.param_groups[0]["max_eval"] = chunk * _MAX_EVALS_PER_ITER
+        before = opt.state[opt._params[0]].get("n_iter", 0) if opt.state else 0
+        opt.step(closure)
+        _check_finite(last, f"L-BFGS iteration {state.lbfgs_iter}")
+        after = opt.state[opt._params[0]].get("n_iter", 0)
+        did = max(after - before, 0)
+        state.lbfgs_iter += did
+        progress.update(did)
+        converged = did < chunk  # a tolerance stopped it (the eval cap is never the limit)
+        if converged:
+            progress.note(f"L-BFGS stopped after {state.lbfgs_iter} iterations (converged)")
+        evaluate = state.lbfgs_iter >= next_eval or converged or state.lbfgs_iter >= optim.lbfgs_steps
+        _record(task, state, last, start, None, evaluate, progress)
+        if evaluate:
+            next_eval = (state.lbfgs_iter // run.eval_every + 1) * run.eval_every
+            state.wall_time = time.perf_counter() - start
+            state.optimizer = opt.state_dict()
+            good.take(opt, None)
+            if checkpoint:
+                checkpoint(state)
+        if converged:
+            break
+    state.optimizer = None
+
+
+def task_dtype(task: Task) -> torch.dtype:
+    return next(task.model.parameters()).dtype

@@ -1,0 +1,310 @@
+"""Storage policies: fused Functions, sketched gradients, held bytes, configuration.
+
+Tolerances: gradcheck uses its float64 defaults; "exact up to round-off" comparisons use
+1e-9 relative: float64 round-off (2.2e-16) amplified by the condition numbers of the
+reconstruction (at full rank the three-sketch solves with square Gaussian test-matrix
+products, condition number ~ width, here <= 1e3 each), so the bound is ~1e-10 with margin.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pinnsketch.activations import get_activation
+from pinnsketch.memory import (
+    HeldBytes,
+    expected_exact_bytes,
+    expected_sketch_bytes,
+    held_bytes,
+    peak_rss_bytes,
+)
+from pinnsketch.model import MLP
+from pinnsketch.pde.derivatives import required_derivatives
+from pinnsketch.pde.registry import make_problem, resolve_problem
+from pinnsketch.storage import (
+    ActLinear,
+    InputLinear,
+    JetPlan,
+    SketchedActLinear,
+    SketchOptions,
+    StorageConfig,
+    make_engine,
+)
+
+F64 = torch.float64
+ROUNDOFF = 1e-9
+
+
+@pytest.fixture(scope="module")
+def burgers():
+    problem = make_problem(resolve_problem("burgers"))
+    return problem, required_derivatives([problem.residual], problem.domain)
+
+
+def _net(domain, width=16, depth=3, dtype=F64, seed=0, activation="tanh"):
+    g = torch.Generator().manual_seed(seed)
+    net = MLP(domain.lo, domain.hi, width=width, depth=depth, activation=activation,
+              generator=g, dtype=dtype)
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.bias.copy_(0.3 * torch.randn(layer.bias.shape, generator=g, dtype=F64))
+    return net
+
+
+def _points(domain, n, seed=1, dtype=F64):
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = torch.tensor(domain.lo, dtype=F64), torch.tensor(domain.hi, dtype=F64)
+    return (lo + torch.rand(n, domain.dim, generator=g, dtype=F64) * (hi - lo)).to(dtype)
+
+
+def _loss_grad(net, problem, keys, pts, config, engine=None):
+    engine = engine or make_engine(net, problem.domain, keys, config)
+    loss = problem.residual(engine(pts)).square().mean()
+    grads = torch.autograd.grad(loss, list(net.parameters()))
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+# --- the fused Functions -----------------------------------------------------------------
+
+PLAN = JetPlan.from_keys([(0,), (1,), (0, 1), (1, 1)], dim=2)  # J = 5, a mixed second
+
+
+def _small_inputs(w_in=3, w_out=2, n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    Z = torch.randn(PLAN.num_components, n, w_in, generator=g, dtype=F64, requires_grad=True)
+    W = torch.randn(w_out, w_in, generator=g, dtype=F64, requires_grad=True)
+    b = torch.randn(w_out, generator=g, dtype=F64, requires_grad=True)
+    return Z, W, b
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sin", "silu"])
+def test_gradcheck_act_linear(activation):
+    act = get_activation(activation)
+    Z, W, b = _small_inputs()
+    assert torch.autograd.gradcheck(lambda z, w, c: ActLinear.apply(z, w, c, act, PLAN),
+                                    (Z, W, b))
+
+
+def test_gradcheck_input_linear():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 2, generator=g, dtype=F64, requires_grad=True)
+    W = torch.randn(3, 2, generator=g, dtype=F64, requires_grad=True)
+    b = torch.randn(3, generator=g, dtype=F64, requires_grad=True)
+    fn = lambda x_, w, c: InputLinear.apply(x_, w, c, (2.0, 0.5), (-1.0, 0.25), PLAN)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, W, b))
+
+
+@pytest.mark.parametrize("method, exact_value, shape", [  # shape (N, w): N > w and N < w
+    ("three_sketch", False, (4, 3)), ("range_finder", False, (4, 3)),
+    ("three_sketch", True, (3, 5)), ("range_finder", True, (3, 5)),
+])
+def test_gradcheck_sketched_at_full_rank(method, exact_value, shape):
+    n, w_in = shape
+    act = get_activation("tanh")
+    Z, W, b = _small_inputs(w_in=w_in, n=n, seed=1)
+    opts = SketchOptions(method, min(n, w_in), tuple(range(11, 11 + PLAN.num_components)),
+                         exact_value=exact_value)
+    fn = lambda z, w, c: SketchedActLinear.apply(z, w, c, act, PLAN, opts)[0]  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (Z, W, b))
+
+
+def test_functions_honour_needs_input_grad():
+    act = get_activation("tanh")
+    Z, W, b = _small_inputs()
+    out = ActLinear.apply(Z.detach(), W, b.detach(), act, PLAN)
+    (gw,) = torch.autograd.grad(out.sum(), [W])
+    assert gw.shape == W.shape
+    opts = SketchOptions("range_finder", 2, tuple(range(PLAN.num_components)))
+    out, *kept = SketchedActLinear.apply(Z, W.detach(), b.detach(), act, PLAN, opts)
+    assert all(not k.requires_grad for k in kept)
+    (gz,) = torch.autograd.grad(out.sum(), [Z])
+    assert gz.shape == Z.shape
+
+
+# --- whole-loss gradients ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["three_sketch", "range_finder", "ema"])
+@pytest.mark.parametrize("exact_value", [False, True])
+def test_full_rank_sketch_gradient_equals_exact(burgers, method, exact_value):
+    problem, keys = burgers
+    net = _net(problem.domain)
+    pts = _points(problem.domain, 40)
+    ref = _loss_grad(net, problem, keys, pts, StorageConfig("autograd"))
+    assert _rel(_loss_grad(net, problem, keys, pts, StorageConfig("exact")), ref) <= ROUNDOFF
+    assert _rel(_loss_grad(net, problem, keys, pts, StorageConfig("checkpoint")), ref) <= ROUNDOFF
+    cfg = StorageConfig("sketch", rank=10_000, method=method, exact_value=exact_value)  # clamped
+    assert _rel(_loss_grad(net, problem, keys, pts, cfg), ref) <= ROUNDOFF
+
+
+@pytest.mark.parametrize("method", ["three_sketch", "range_finder"])
+def test_sketch_gradient_error_falls_with_rank(burgers, method):
+    problem, keys = burgers
+    net = _net(problem.domain, width=64, depth=3, seed=4)
+    pts = _points(problem.domain, 200, seed=5)
+    exact = _loss_grad(net, problem, keys, pts, StorageConfig("exact"))
+
+    def mean_error(rank):
+        errs = [_rel(_loss_grad(net, problem, keys, pts,
+                                StorageConfig("sketch", rank=rank, method=method, seed=s)), exact)
+                for s in range(3)]
+        return sum(errs) / len(errs)
+
+    e4, e32, e64 = mean_error(4), mean_error(32), mean_error(64)
+    assert e4 > e32 > e64
+    assert e64 <= ROUNDOFF
+
+
+def test_fresh_seed_per_call_and_deterministic(burgers):
+    problem, keys = burgers
+    net = _net(problem.domain)
+    pts = _points(problem.domain, 40)
+    cfg = StorageConfig("sketch", rank=3, method="three_sketch", seed=7)
+    eng = make_engine(net, problem.domain, keys, cfg)
+    g0 = _loss_grad(net, problem, keys, pts, cfg, engine=eng)
+    g1 = _loss_grad(net, problem, keys, pts, cfg, engine=eng)
+    assert eng.calls == 2
+    assert not torch.equal(g0, g1)  # a new sketch each call
+    eng2 = make_engine(net, problem.domain, keys, cfg)
+    assert torch.equal(_loss_grad(net, problem, keys, pts, cfg, engine=eng2), g0)
+    assert torch.equal(_loss_grad(net, problem, keys, pts, cfg, engine=eng2), g1)
+
+
+def test_measure_error_and_set_ranks(burgers):
+    problem, keys = burgers
+    net = _net(problem.domain, width=16, depth=3)
+    pts = _points(problem.domain, 40)
+    cfg = StorageConfig("sketch", rank=(2, 3, 4), measure_error=True)
+    eng = make_engine(net, problem.domain, keys, cfg)
+    eng(pts)
+    low = eng.last_sketch_errors
+    assert len(low) == 3 and all(0 < e < 1 for e in low)
+    assert all(len(c) == 4 for c in eng.last_component_errors)
+    eng.set_ranks((16, 16, 16))
+    eng(pts)
+    assert all(e <= ROUNDOFF for e in eng.last_sketch_errors)
+    with pytest.raises(ValueError, match="3 hidden layers"):
+        eng.set_ranks((4, 4))
+    with pytest.raises(ValueError, match=">= 1"):
+        eng.set_ranks(0)
+
+
+# --- EMA ---------------------------------------------------------------------------------
+
+
+def test_ema_beta0_equals_per_step_three_sketch_with_same_test_matrices(burgers):
+    problem, keys = burgers
+    net = _net(problem.domain)
+    ema = make_engine(net, problem.domain, keys,
+                      StorageConfig("sketch", rank=3, method="ema", beta=0.0, seed=5))
+    for step in range(3):
+        pts = _points(problem.domain, 40, seed=20 + step)
+        got = _loss_grad(net, problem, keys, pts, None, engine=ema)
+        # A fresh three-sketch engine at call 0 draws the test matrices the EMA keeps fixed.
+        per_step = make_engine(net, problem.domain, keys,
+                               StorageConfig("sketch", rank=3, method="three_sketch", seed=5))
+        want = _loss_grad(net, problem, keys, pts, None, engine=per_step)
+        assert _rel(got, want) <= ROUNDOFF
+
+
+def test_ema_mixes_steps_and_needs_fixed_n(burgers):
+    problem, keys = burgers
+    net = _net(problem.domain)
+    cfg = StorageConfig("sketch", rank=3, method="ema", beta=0.9)
+    eng = make_engine(net, problem.domain, keys, cfg)
+    first = _points(problem.domain, 40, seed=1)
+    second = _points(problem.domain, 40, seed=2)
+    _loss_grad(net, problem, keys, first, None, engine=eng)
+    mixed = _loss_grad(net, problem, keys, second, None, engine=eng)
+    beta0 = StorageConfig("sketch", rank=3, method="ema", beta=0.0)
+    fresh = make_engine(net, problem.domain, keys, beta0)
+    _loss_grad(net, problem, keys, first, None, engine=fresh)
+    assert _rel(mixed, _loss_grad(net, problem, keys, second, None, engine=fresh)) > 1e-6
+    with pytest.raises(ValueError, match="same number of points.*had 40, got 30"):
+        eng(_points(problem.domain, 30))
+    eng.reset_ema()
+    eng(_points(problem.domain, 30))
+
+
+# --- held bytes --------------------------------------------------------------------------
+
+
+def _held(net, problem, keys, pts, cfg):
+    eng = make_engine(net, problem.domain, keys, cfg)
+    with HeldBytes(exclude=net.parameters()) as held:
+        d = eng(pts)
+        for k in eng.keys:
+            d.key(k)
+    return held.bytes
+
+
+def test_held_bytes_match_formulas(burgers):
+    problem, keys = burgers
+    net = _net(problem.domain, width=8, depth=3, dtype=torch.float32)
+    n = 100
+    pts = _points(problem.domain, n, dtype=torch.float32)
+    plan = JetPlan.from_keys(keys, 2)
+    exact = _held(net, problem, keys, pts, StorageConfig("exact"))
+    assert exact == expected_exact_bytes(net, plan, n, 4) == 4 * (3 * 4 * n * 8 + n * 2)
+    for method in ("three_sketch", "range_finder", "ema"):
+        for exact_value in (False, True):
+            cfg = StorageConfig("sketch", rank=(2, 3, 50), method=method,
+                                exact_value=exact_value)
+            want = expected_sketch_bytes(net, plan, n, 4, (2, 3, 50), method, exact_value)
+            assert _held(net, problem, keys, pts, cfg) == want, (method, exact_value)
+    assert _held(net, problem, keys, pts, StorageConfig("checkpoint")) <= pts.numel() * 4
+    assert _held(net, problem, keys, pts, StorageConfig("autograd")) > exact
+
+
+def test_held_bytes_helpers():
+    w = torch.ones(10, requires_grad=True)
+    x = torch.ones(10)
+    with HeldBytes(exclude=[w]) as held:
+        y = w * x  # saves x only (w needs no gradient through x)
+        z = (y * x[:5].repeat(2)).sum()  # saves the repeated copy only
+        _ = (x * w).sum()  # x again: counted once
+    assert held.bytes == 2 * 40 and held.storages == 2 and held.tensors == 3
+    out, nbytes = held_bytes(lambda: (w * x).sum() + (w * x[:3].sum()).sum(), exclude=[w])
+    assert nbytes == 40 + 4  # x once (a view of x counts its whole storage), then the sum
+    assert z.requires_grad and out.requires_grad
+    assert peak_rss_bytes() > 0
+
+
+# --- configuration -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"policy": "fast"}, "unknown storage policy 'fast'; valid policies: autograd, exact"),
+    ({"policy": "sketch", "rank": 0}, "rank=0.*>= 1"),
+    ({"policy": "sketch", "rank": (4, 0)}, r"rank=\(4, 0\).*>= 1"),
+    ({"policy": "sketch"}, "needs a rank"),
+    ({"policy": "exact", "rank": 8}, "only by policy='sketch'"),
+    ({"policy": "sketch", "rank": 8, "beta": 1.0}, "beta=1.0 must satisfy 0 <= beta < 1"),
+    ({"policy": "sketch", "rank": 8, "beta": -0.1}, "beta=-0.1"),
+    ({"policy": "sketch", "rank": 8, "method": "svd"}, "unknown sketch method 'svd'"),
+    ({"policy": "sketch", "rank": 8, "family": "cauchy"}, "unknown sketch family"),
+    ({"policy": "exact", "exact_value": True}, "exact_value=True applies only"),
+    ({"policy": "sketch", "rank": 8, "seed": -1}, "seed=-1"),
+])
+def test_bad_config_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        StorageConfig(**kwargs)
+
+
+def test_bad_engine_refused(burgers):
+    problem, keys = burgers
+    net = _net(problem.domain, width=8, depth=2)
+    with pytest.raises(ValueError, match="u_xxx is a derivative of order 3.*'autograd'"):
+        make_engine(net, problem.domain, keys + ((0, 0, 0),), StorageConfig("exact"))
+    make_engine(net, problem.domain, keys + ((0, 0, 0),), StorageConfig("autograd"))
+    with pytest.raises(ValueError, match="3 entries but the network has 2 hidden layers"):
+        make_engine(net, problem.domain, keys, StorageConfig("sketch", rank=(2, 2, 2)))
+    d = make_engine(net, problem.domain, [(0,)], StorageConfig("exact"))(
+        _points(problem.domain, 5))
+    with pytest.raises(ValueError, match="u_tt is not computed by this engine"):
+        _ = d.u_tt
