@@ -1,9 +1,11 @@
-"""Elementwise activations with their first two derivatives (for Taylor-mode jets).
+"""Elementwise activations with their first three derivatives (for Taylor-mode jets).
 
 A jet of z (value z0, first derivatives z_i, second derivatives z_ij) maps through an
 elementwise s by the chain rule:
 
-    h0 = s(z0),  h_i = s'(z0) z_i,  h_ij = s''(z0) z_i z_j + s'(z0) z_ij.
+    h0 = s(z0),  h_i = s1(z0) z_i,  h_ij = s2(z0) z_i z_j + s1(z0) z_ij,
+
+with s1, s2, s3 the first three derivatives of s (s3 appears in the backward pass).
 """
 
 from __future__ import annotations
@@ -19,55 +21,74 @@ __all__ = ["Activation", "ACTIVATIONS", "get_activation"]
 
 @dataclass(frozen=True)
 class Activation:
-    """An activation s with s' and s'' (all elementwise, differentiable by autograd)."""
+    """An activation s and a function giving (s, s1, ..., s_order) in one pass.
+
+    ``joint(z, order)`` shares one transcendental evaluation (tanh, sigmoid, sin/cos)
+    between s and its derivatives; the jet layers call it through :meth:`derivatives`.
+    """
 
     name: str
     f: Callable[[Tensor], Tensor]
-    df: Callable[[Tensor], Tensor]
-    d2f: Callable[[Tensor], Tensor]
-    d3f: Callable[[Tensor], Tensor]
+    joint: Callable[[Tensor, int], tuple[Tensor, ...]]
+
+    def derivatives(self, z: Tensor, order: int) -> tuple[Tensor, ...]:
+        """(s(z), s1(z), ..., s_order(z)) for 0 <= order <= 3."""
+        if not 0 <= order <= 3:
+            raise ValueError(f"activation derivatives of order {order}: 0 to 3 are available")
+        return self.joint(z, order)
+
+    def df(self, z: Tensor) -> Tensor:
+        return self.joint(z, 1)[1]
+
+    def d2f(self, z: Tensor) -> Tensor:
+        return self.joint(z, 2)[2]
+
+    def d3f(self, z: Tensor) -> Tensor:
+        return self.joint(z, 3)[3]
 
 
-def _tanh_d1(z):
-    return 1.0 - torch.tanh(z) ** 2
-
-
-def _tanh_d2(z):
+def _tanh_joint(z: Tensor, order: int) -> tuple[Tensor, ...]:
+    # t = tanh z: s1 = 1 - t^2, s2 = -2 t s1, s3 = -2 s1 (1 - 3 t^2)
     t = torch.tanh(z)
-    return -2.0 * t * (1.0 - t * t)
+    out = [t]
+    if order >= 1:
+        d1 = 1.0 - t * t
+        out.append(d1)
+        if order >= 2:
+            out.append(-2.0 * t * d1)
+        if order >= 3:
+            out.append(-2.0 * d1 * (1.0 - 3.0 * t * t))
+    return tuple(out)
 
 
-def _tanh_d3(z):
-    t = torch.tanh(z)
-    return -2.0 * (1.0 - t * t) * (1.0 - 3.0 * t * t)
+def _sin_joint(z: Tensor, order: int) -> tuple[Tensor, ...]:
+    s = torch.sin(z)
+    if order == 0:
+        return (s,)
+    c = torch.cos(z)
+    return (s, c, -s, -c)[: order + 1]
 
 
-def _silu_parts(z):
-    s = torch.sigmoid(z)
-    return s, s * (1.0 - s)
-
-
-def _silu_d1(z):
-    s, ds = _silu_parts(z)
-    return s + z * ds
-
-
-def _silu_d2(z):
-    s, ds = _silu_parts(z)
-    return ds * (2.0 + z * (1.0 - 2.0 * s))
-
-
-def _silu_d3(z):
-    # s' = ds, s'' = ds (1 - 2 s), d/dz [ds (2 + z (1 - 2 s))]
-    s, ds = _silu_parts(z)
-    d2s = ds * (1.0 - 2.0 * s)
-    return d2s * (2.0 + z * (1.0 - 2.0 * s)) + ds * ((1.0 - 2.0 * s) - 2.0 * z * ds)
+def _silu_joint(z: Tensor, order: int) -> tuple[Tensor, ...]:
+    # s = z g, g = sigmoid z, g1 = g (1 - g), a = 1 - 2 g:
+    # s1 = g + z g1, s2 = g1 (2 + z a), s3 = g1 a (2 + z a) + g1 (a - 2 z g1)
+    g = torch.sigmoid(z)
+    out = [z * g]
+    if order >= 1:
+        g1 = g * (1.0 - g)
+        out.append(g + z * g1)
+        a = 1.0 - 2.0 * g
+        if order >= 2:
+            out.append(g1 * (2.0 + z * a))
+        if order >= 3:
+            out.append(g1 * a * (2.0 + z * a) + g1 * (a - 2.0 * z * g1))
+    return tuple(out)
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "tanh": Activation("tanh", torch.tanh, _tanh_d1, _tanh_d2, _tanh_d3),
-    "sin": Activation("sin", torch.sin, torch.cos, lambda z: -torch.sin(z), lambda z: -torch.cos(z)),
-    "silu": Activation("silu", torch.nn.functional.silu, _silu_d1, _silu_d2, _silu_d3),
+    "tanh": Activation("tanh", torch.tanh, _tanh_joint),
+    "sin": Activation("sin", torch.sin, _sin_joint),
+    "silu": Activation("silu", torch.nn.functional.silu, _silu_joint),
 }
 
 

@@ -33,7 +33,12 @@ from pinnsketch.sketch import (
     reconstruct,
     sketch,
 )
-from pinnsketch.storage.jets import JetPlan, activation_jets, activation_jets_vjp
+from pinnsketch.storage.jets import (
+    JetPlan,
+    activation_jets,
+    activation_jets_vjp,
+    activation_order,
+)
 
 __all__ = ["SketchOptions", "InputLinear", "ActLinear", "SketchedActLinear",
            "input_linear", "act_linear", "sketched_act_linear", "sketch_approximations",
@@ -95,9 +100,22 @@ def _act_linear_forward(act: Activation, plan: JetPlan, Z: Jets, W: Tensor, b: T
 def _linear_backward(ctx, H: Jets, W: Tensor, dZn: Jets, first: int) -> tuple:
     """(dH or None, dW or None, db or None) for Zn = H W^T (+ b on component 0)."""
     dH = dZn @ W if ctx.needs_input_grad[first] else None
-    dW = torch.einsum("jno,jni->oi", dZn, H) if ctx.needs_input_grad[first + 1] else None
+    dW = None
+    if ctx.needs_input_grad[first + 1]:  # sum_j dZn[j]^T H[j] as one GEMM over (J N) rows
+        dW = dZn.reshape(-1, dZn.shape[-1]).T @ H.reshape(-1, H.shape[-1])
     db = dZn[0].sum(0) if ctx.needs_input_grad[first + 2] else None
     return dH, dW, db
+
+
+def _act_linear_backward(ctx, Z: Jets, W: Tensor, dZn: Jets) -> tuple:
+    """(dZ, dW, db) of Zn = W act_jet(Z) (+ b): recomputes act_jet(Z) from one evaluation
+    of s and its derivatives at Z[0], shared by the weight gradient and the VJP."""
+    need_z, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    ds = ctx.act.derivatives(Z[0], activation_order(ctx.plan, backward=need_z))
+    H = activation_jets(ctx.act, Z, ctx.plan, ds) if need_w else None
+    dH, dW, db = _linear_backward(ctx, H, W, dZn, 0)
+    dZ = activation_jets_vjp(ctx.act, Z, dH, ctx.plan, ds) if need_z else None
+    return dZ, dW, db
 
 
 class InputLinear(Function):
@@ -168,10 +186,7 @@ class ActLinear(Function):
     @staticmethod
     def backward(ctx, dZn: Jets):
         Z, W = ctx.saved_tensors
-        need_h = ctx.needs_input_grad[1]
-        H = activation_jets(ctx.act, Z, ctx.plan) if need_h else None
-        dH, dW, db = _linear_backward(ctx, H, W, dZn, 0)
-        dZ = activation_jets_vjp(ctx.act, Z, dH, ctx.plan) if dH is not None else None
+        dZ, dW, db = _act_linear_backward(ctx, Z, W, dZn)
         return dZ, dW, db, None, None
 
 
@@ -278,9 +293,7 @@ class SketchedActLinear(Function):
             return (None, None, None) + nones
         Zhat = _densify(sketch_approximations(tuple(kept), ctx.opts, ctx.n_points, ctx.width,
                                               ctx.num_components))
-        H = activation_jets(ctx.act, Zhat, ctx.plan) if ctx.needs_input_grad[1] else None
-        dH, dW, db = _linear_backward(ctx, H, W, dZn, 0)
-        dZ = activation_jets_vjp(ctx.act, Zhat, dH, ctx.plan) if dH is not None else None
+        dZ, dW, db = _act_linear_backward(ctx, Zhat, W, dZn)
         return (dZ, dW, db) + nones
 
 

@@ -148,26 +148,35 @@ def input_jets(mlp, points: Points, plan: JetPlan) -> Jets:
     return torch.stack(comps)
 
 
-def activation_jets(act: Activation, Z: Jets, plan: JetPlan) -> Jets:
+def activation_order(plan: JetPlan, backward: bool = False) -> int:
+    """Highest derivative of s the jet map (or its VJP when ``backward``) needs."""
+    order = 2 if plan.seconds else (1 if plan.firsts else 0)
+    return order + 1 if backward else order
+
+
+def activation_jets(act: Activation, Z: Jets, plan: JetPlan,
+                    ds: tuple[Tensor, ...] | None = None) -> Jets:
     """Jets of s(z) from jets of z (chain rule), with pure differentiable torch ops.
 
-    h0 = s(z0), h_i = s'(z0) z_i, h_ij = s''(z0) z_i z_j + s'(z0) z_ij.
+    h0 = s(z0), h_i = s1(z0) z_i, h_ij = s2(z0) z_i z_j + s1(z0) z_ij.
 
     Args:
         act: the activation s with its derivatives.
         Z: (J, N, w) pre-activation jets laid out by ``plan``.
+        ds: (s, s1, s2, ...) at Z[0] if already computed (see :func:`activation_order`).
 
     Returns:
         (J, N, w) post-activation jets.
     """
-    z0 = Z[0]
+    if ds is None:
+        ds = act.derivatives(Z[0], activation_order(plan))
     nf = len(plan.firsts)
-    comps = [act.f(z0)]
+    comps = [ds[0]]
     if nf:
-        s1 = act.df(z0)
+        s1 = ds[1]
         comps.extend(s1 * Z[1 + a] for a in range(nf))
     if plan.seconds:
-        s2 = act.d2f(z0)
+        s2 = ds[2]
         for b, (i, j) in enumerate(plan.seconds):
             zi = Z[1 + plan.firsts.index(i)]
             zj = Z[1 + plan.firsts.index(j)]
@@ -175,7 +184,8 @@ def activation_jets(act: Activation, Z: Jets, plan: JetPlan) -> Jets:
     return torch.stack(comps)
 
 
-def activation_jets_vjp(act: Activation, Z: Jets, dH: Jets, plan: JetPlan) -> Jets:
+def activation_jets_vjp(act: Activation, Z: Jets, dH: Jets, plan: JetPlan,
+                        ds: tuple[Tensor, ...] | None = None) -> Jets:
     """Vector-Jacobian product of :func:`activation_jets`: dZ from dH, analytically.
 
     With s1, s2, s3 the derivatives of s at z0:
@@ -185,22 +195,25 @@ def activation_jets_vjp(act: Activation, Z: Jets, dH: Jets, plan: JetPlan) -> Je
         dz_ij = s1 dh_ij.
 
     Args:
-        act: the activation (uses df, d2f, d3f).
+        act: the activation.
         Z: (J, N, w) pre-activation jets.
         dH: (J, N, w) cotangent of the post-activation jets.
+        ds: (s, s1, s2, s3) at Z[0] if already computed (order ``activation_order(plan,
+            backward=True)``).
 
     Returns:
         (J, N, w) cotangent of Z.
     """
-    z0 = Z[0]
+    if ds is None:
+        ds = act.derivatives(Z[0], activation_order(plan, backward=True))
     nf = len(plan.firsts)
-    s1 = act.df(z0)
+    s1 = ds[1]
     dZ = s1 * dH  # the dz0 s1 term, every dz_i, dz_ij leading term
     if nf:
-        s2 = act.d2f(z0)
+        s2 = ds[2]
         dZ[0] += s2 * (Z[1:1 + nf] * dH[1:1 + nf]).sum(0)
     if plan.seconds:
-        s3 = act.d3f(z0)
+        s3 = ds[3]
         for b, (i, j) in enumerate(plan.seconds):
             ci, cj, cij = 1 + plan.firsts.index(i), 1 + plan.firsts.index(j), 1 + nf + b
             dh = dH[cij]

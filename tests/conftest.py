@@ -1,0 +1,12 @@
+"""Shared fixtures: tiny CLI settings so that whole runs take about a second."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def tiny_args() -> list[str]:
+    """CLI options for a tiny network and a few hundred points (no L-BFGS, quiet)."""
+    return ["--width", "8", "--depth", "2", "--collocation", "100", "--boundary-points", "10",
+            "--initial-points", "10", "--lbfgs-steps", "0", "--quiet"]

@@ -1,0 +1,406 @@
+"""End-to-end runs through the CLI: files, exit codes, resume, divergence, Ctrl-C, chunking.
+
+Exactness claims (resumed == uninterrupted) are made in float64 and compared to 1e-12: the
+same operations on the same numbers in the same order give bitwise-equal results, so any
+difference above round-off means state was lost, not rounding.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pinnsketch.cli import main
+from pinnsketch.config import ModelConfig, OptimConfig, SamplingConfig
+from pinnsketch.pde.registry import make_problem, resolve_problem
+from pinnsketch.storage import StorageConfig
+from pinnsketch.tasks.pinn import PINNTask
+
+F64 = torch.float64
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HISTORY_COLUMNS = {"step", "phase", "pde", "boundary", "initial", "loss", "lr", "wall_time_s",
+                   "l2_relative_error", "held_bytes_per_point"}
+SUMMARY_KEYS = {"problem", "steps", "wall_time_s", "l2_relative_error", "peak_rss_bytes", "seed",
+                "status", "held_bytes_per_point", "storage"}
+ROUNDOFF = 1e-12
+
+
+def _history(out: Path) -> list[dict[str, str]]:
+    with open(out / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _summary(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+def _checkpoint(out: Path) -> dict:
+    return torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+
+
+def _no_tmp_files(out: Path) -> None:
+    assert not list(out.glob(".*.tmp")), list(out.iterdir())
+
+
+def _max_weight_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+# ----- a complete run -----
+
+def test_solve_writes_every_file(tmp_path, capsys):
+    import h5py
+
+    out = tmp_path / "run"
+    rc = main(["solve", "heat", "--steps", "20", "--lbfgs-steps", "10", "--width", "8",
+               "--depth", "2", "--collocation", "200", "--boundary-points", "20",
+               "--initial-points", "20", "--eval-every", "10", "--out", str(out), "--quiet"])
+    assert rc == 0
+    assert "heat: L2 relative error" in capsys.readouterr().out
+    names = {"config.json", "history.csv", "result.h5", "solution.png", "reference.png",
+             "error.png", "history.png", "checkpoint.pt", "summary.json"}
+    assert names <= {p.name for p in out.iterdir()}
+    _no_tmp_files(out)
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["problem"] == {"name": "heat", "source": "heat",
+                                 "params": {"alpha": 0.1, "b": 0.5}}
+    assert config["model"]["width"] == 8 and config["optim"]["steps"] == 20
+
+    rows = _history(out)
+    assert set(rows[0].keys()) == HISTORY_COLUMNS
+    steps = [int(r["step"]) for r in rows]
+    assert steps == list(range(1, 21)) + [30]  # Adam steps, then one L-BFGS chunk of 10
+    assert [r["phase"] for r in rows] == ["adam"] * 20 + ["lbfgs"]
+    evaluated = [int(r["step"]) for r in rows if r["l2_relative_error"]]
+    assert evaluated == [10, 20, 30]
+    for r in rows:
+        loss = float(r["pde"]) + float(r["boundary"]) + float(r["initial"])
+        assert math.isclose(float(r["loss"]), loss, rel_tol=1e-12)
+
+    summary = _summary(out)
+    assert SUMMARY_KEYS <= summary.keys()
+    assert summary["status"] == "completed" and summary["problem"] == "heat"
+    assert summary["steps"] == 20 and summary["lbfgs_steps"] == 10 and summary["seed"] == 0
+    assert summary["storage"] == "autograd"
+    assert 0 < summary["l2_relative_error"] < 10 and summary["held_bytes_per_point"] > 0
+    assert math.isclose(summary["l2_relative_error"], float(rows[-1]["l2_relative_error"]),
+                        rel_tol=1e-12)
+
+    for png in ("solution.png", "reference.png", "error.png", "history.png"):
+        assert (out / png).read_bytes()[:8] == PNG_SIGNATURE, png
+
+    ckpt = _checkpoint(out)
+    assert ckpt["format"] == "pinnsketch-checkpoint/1"
+    assert ckpt["train_state"]["status"] == "completed"
+    assert ckpt["train_state"]["step"] == 20 and ckpt["train_state"]["lbfgs_iter"] == 10
+
+    with h5py.File(out / "result.h5", "r") as f:
+        shape = (101, 101)
+        assert f["points"].shape == (101 * 101, 2)
+        for name in ("solution", "reference", "abs_error"):
+            assert f[name].shape == shape, name
+        assert (abs(f["solution"][()] - f["reference"][()]) == f["abs_error"][()]).all()
+        assert f["grid/x"].shape == (101,) and f["grid/t"].shape == (101,)
+        assert set(f["history"].keys()) == HISTORY_COLUMNS
+        assert list(f["history/step"][()]) == steps
+        assert set(f["model_state"].keys()) == set(ckpt["model"].keys())
+        for k, v in ckpt["model"].items():
+            assert (torch.from_numpy(f["model_state"][k][()]) == v).all(), k
+        assert json.loads(f.attrs["config"]) == config
+        assert json.loads(f.attrs["summary"]) == summary
+
+
+def test_list_subprocess():
+    proc = subprocess.run([sys.executable, "-m", "pinnsketch", "list"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+    assert {"burgers", "heat", "poisson"} <= set(names)
+
+
+def test_list_main(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("burgers", "heat", "poisson"):
+        assert any(line.startswith(name) for line in out.splitlines()), out
+    assert "u_t + u u_x = nu u_xx" in out
+
+
+# ----- bad input: exit 2, a message, nothing written -----
+
+@pytest.mark.parametrize("argv, message", [
+    (["solve", "burger"], r"unknown problem 'burger'.*burgers, heat, poisson"),
+    (["solve", "heat", "--width", "-3"], r"width.*-3"),
+    (["solve", "burgers", "--param", "nu=-1"], r"nu must be > 0.*-1"),
+    (["solve", "heat", "--collocation", "0"], r"collocation.*0"),
+    (["solve", "heat", "--sampler", "foo"], r"unknown sampler 'foo'.*sobol"),
+    (["solve", "heat", "--param", "nu"], r"--param expects KEY=VALUE.*'nu'"),
+    (["solve", "heat", "--param", "nu=0.1"], r"no parameter 'nu'.*alpha, b"),
+    (["solve", "heat", "--sketch-rank", "auto"], r"--sketch-rank auto"),
+    (["solve", "heat", "--weight", "foo=1"], r"unknown terms \['foo'\].*pde, boundary, initial"),
+    (["solve"], r"name a problem"),
+])
+def test_bad_input_exit_2(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    assert main(argv + ["--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pinnsketch: error:")
+    assert __import__("re").search(message, err), err
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [], "nothing may be written anywhere"
+
+
+@pytest.mark.parametrize("rank", ["0", "abc", "-2"])
+def test_bad_sketch_rank_is_argparse_error(tmp_path, capsys, rank):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["solve", "heat", "--sketch-rank", rank, "--out", str(out)])
+    assert exc.value.code == 2
+    assert "--sketch-rank" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_existing_out_dir_needs_overwrite(tmp_path, capsys, tiny_args):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}\n")  # looks like an earlier run
+    (out / "marker").write_text("keep me")
+    argv = ["solve", "heat", "--steps", "2", "--eval-every", "2", "--out", str(out), *tiny_args]
+    assert main(argv) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "marker"]
+    assert (out / "marker").read_text() == "keep me"
+
+    assert main(argv + ["--overwrite"]) == 0
+    assert not (out / "marker").exists()
+    assert _summary(out)["status"] == "completed"
+
+
+def test_overwrite_refuses_a_foreign_directory(tmp_path, capsys, tiny_args):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    assert main(["solve", "heat", "--steps", "2", "--out", str(out), "--overwrite",
+                 *tiny_args]) == 2
+    assert "does not look like a pinnsketch run directory" in capsys.readouterr().err
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+def test_unwritable_out_dir(tmp_path, capsys, tiny_args):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    out = blocker / "run"  # a directory cannot be made under a regular file
+    assert main(["solve", "heat", "--steps", "2", "--out", str(out), *tiny_args]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write to output directory" in err and str(out) in err
+    assert blocker.read_text() == "x"
+    assert main(["solve", "heat", "--steps", "2", "--out", str(blocker), *tiny_args]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+# ----- resume -----
+
+F64_ARGS = ["--dtype", "float64", "--eval-every", "10", "--resample-every", "0"]
+
+
+@pytest.fixture(scope="module")
+def extended_run(tmp_path_factory):
+    """20 Adam steps, then resumed to 40 (float64, one fixed point set)."""
+    out = tmp_path_factory.mktemp("extended") / "run"
+    tiny = ["--width", "8", "--depth", "2", "--collocation", "100", "--boundary-points", "10",
+            "--initial-points", "10", "--lbfgs-steps", "0", "--quiet"]
+    assert main(["solve", "heat", "--steps", "20", "--out", str(out), *tiny, *F64_ARGS]) == 0
+    first = _history(out)
+    assert main(["solve", "--resume", str(out), "--steps", "40", "--quiet"]) == 0
+    return out, first
+
+
+def test_resume_continues_history(extended_run):
+    out, first = extended_run
+    rows = _history(out)
+    steps = [int(r["step"]) for r in rows]
+    assert steps == list(range(1, 41))  # 21..40 appended, nothing duplicated
+    assert rows[:20] == first  # the first 20 rows are kept as they were
+    summary = _summary(out)
+    assert summary["steps"] == 40 and summary["status"] == "completed"
+    assert json.loads((out / "config.json").read_text())["optim"]["steps"] == 40
+    assert _checkpoint(out)["train_state"]["step"] == 40
+    _no_tmp_files(out)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: extending a completed run restarts the Adam learning rate at --lr: train.py sets "
+    "state.optimizer = state.scheduler = None when the Adam phase ends, and api.resume() does "
+    "the same for phase 'done', so the resumed scheduler starts again from lr (1e-3 at step 21 "
+    "after 1.1e-4 at step 20)"))
+def test_resume_does_not_raise_learning_rate(extended_run):
+    out, _ = extended_run
+    lrs = [float(r["lr"]) for r in _history(out)]
+    assert all(b <= a for a, b in zip(lrs, lrs[1:])), lrs[18:23]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: a completed 20-step run resumed to 40 steps differs from an uninterrupted 40-step "
+    "run (weights differ by ~1e-2, float64, --lr-decay 1, --resample-every 0): the Adam "
+    "moments and step count are discarded at the end of the Adam phase (train.py, "
+    "'state.optimizer = state.scheduler = None' after _adam) and again in api.resume() for "
+    "phase 'done', so Adam restarts with fresh moments and bias correction"))
+def test_extended_run_equals_uninterrupted(tmp_path, tiny_args):
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = [*tiny_args, *F64_ARGS, "--lr-decay", "1"]
+    assert main(["solve", "heat", "--steps", "20", "--out", str(a), *common]) == 0
+    assert main(["solve", "--resume", str(a), "--steps", "40", "--quiet"]) == 0
+    assert main(["solve", "heat", "--steps", "40", "--out", str(b), *common]) == 0
+    assert _max_weight_diff(_checkpoint(a)["model"], _checkpoint(b)["model"]) <= ROUNDOFF
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("base") / "run"
+    assert main(["solve", "heat", "--steps", "4", "--eval-every", "2", "--width", "8",
+                 "--depth", "2", "--collocation", "50", "--boundary-points", "8",
+                 "--initial-points", "8", "--lbfgs-steps", "0", "--quiet",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def test_resume_corrupted_checkpoint(base_run, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(base_run, out)
+    (out / "checkpoint.pt").write_bytes(b"\x00garbage" * 64)
+    summary_before = (out / "summary.json").read_bytes()
+    assert main(["solve", "--resume", str(out), "--steps", "8", "--quiet"]) == 2
+    assert "corrupted" in capsys.readouterr().err
+    assert (out / "summary.json").read_bytes() == summary_before  # nothing touched
+
+
+def test_resume_mismatched_checkpoint(base_run, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(base_run, out)
+    config = json.loads((out / "config.json").read_text())
+    config["model"]["width"] = 16
+    (out / "config.json").write_text(json.dumps(config))
+    assert main(["solve", "--resume", str(out), "--steps", "8", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "does not match" in err and "width" in err
+
+
+def test_resume_missing_dir(tmp_path, capsys):
+    assert main(["solve", "--resume", str(tmp_path / "nothing"), "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_resume_and_problem_together(base_run, capsys):
+    assert main(["solve", "heat", "--resume", str(base_run), "--quiet"]) == 2
+    assert "either a problem or --resume" in capsys.readouterr().err
+
+
+# ----- divergence and Ctrl-C -----
+
+class _Fault:
+    """Wraps PINNTask.backward; from the k-th call on (1-based) injects a fault."""
+
+    def __init__(self, monkeypatch, k: int, kind: str):
+        self.k, self.kind, self.calls, self.armed = k, kind, 0, True
+        original = PINNTask.backward
+        fault = self
+
+        def backward(task, batch):
+            fault.calls += 1
+            terms = original(task, batch)
+            if fault.armed and fault.calls >= fault.k:
+                if fault.kind == "interrupt":
+                    raise KeyboardInterrupt
+                with torch.no_grad():  # the blow-up reaches the weights too
+                    for p in task.model.parameters():
+                        p.fill_(float("nan"))
+                return dict(terms, loss=float("nan"))
+            return terms
+
+        monkeypatch.setattr(PINNTask, "backward", backward)
+
+
+def test_divergence_exit_3(tmp_path, monkeypatch, capsys, tiny_args):
+    out = tmp_path / "run"
+    _Fault(monkeypatch, k=8, kind="nan")
+    rc = main(["solve", "heat", "--steps", "20", "--eval-every", "5", "--out", str(out),
+               *tiny_args])
+    assert rc == 3
+    assert "diverged" in capsys.readouterr().err
+    summary = _summary(out)
+    assert summary["status"] == "diverged" and summary["steps"] == 5
+    ckpt = _checkpoint(out)
+    assert ckpt["train_state"]["status"] == "diverged"
+    assert ckpt["train_state"]["step"] == 5
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    assert [int(r["step"]) for r in _history(out)] == [1, 2, 3, 4, 5]
+    assert math.isfinite(summary["l2_relative_error"])
+    _no_tmp_files(out)
+
+
+def test_interrupt_exit_130_then_resume_is_exact(tmp_path, monkeypatch, capsys, tiny_args):
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ["--steps", "20", "--eval-every", "5", "--dtype", "float64",
+              "--resample-every", "4", *tiny_args]
+    fault = _Fault(monkeypatch, k=13, kind="interrupt")
+    assert main(["solve", "heat", "--out", str(a), *common]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert _summary(a)["status"] == "interrupted"
+    rows = _history(a)
+    ckpt = _checkpoint(a)
+    assert ckpt["train_state"]["status"] == "interrupted"
+    assert ckpt["train_state"]["step"] == int(rows[-1]["step"]) == 10
+    assert [int(r["step"]) for r in rows] == list(range(1, 11))
+    _no_tmp_files(a)
+
+    fault.armed = False
+    assert main(["solve", "--resume", str(a), "--quiet"]) == 0
+    assert _summary(a)["status"] == "completed" and _summary(a)["steps"] == 20
+    assert [int(r["step"]) for r in _history(a)] == list(range(1, 21))
+
+    assert main(["solve", "heat", "--out", str(b), *common]) == 0
+    diff = _max_weight_diff(_checkpoint(a)["model"], _checkpoint(b)["model"])
+    assert diff <= ROUNDOFF, diff
+    # the learning rates and losses of the resumed steps match too
+    for ra, rb in zip(_history(a), _history(b)):
+        assert math.isclose(float(ra["loss"]), float(rb["loss"]), rel_tol=ROUNDOFF)
+        assert math.isclose(float(ra["lr"]), float(rb["lr"]), rel_tol=ROUNDOFF)
+
+
+# ----- gradient accumulation -----
+
+@pytest.mark.parametrize("policy", ["autograd", "exact"])
+def test_chunked_gradient_equals_unchunked(policy):
+    """sum_c frac_c * mean_c(r^2) = mean(r^2): chunking changes only the summation order."""
+    problem = make_problem(resolve_problem("burgers"))
+    sampling = SamplingConfig(collocation=200, boundary=20, initial=20)
+
+    def grads(chunk_size):
+        task = PINNTask(problem, ModelConfig(width=12, depth=2), sampling,
+                        OptimConfig(steps=1, lbfgs_steps=0, chunk_size=chunk_size),
+                        StorageConfig(policy=policy), seed=3, dtype=F64)
+        terms = task.backward(task.sample(0))
+        return terms, [p.grad.clone() for p in task.model.parameters()], task
+
+    whole, g_whole, task = grads(0)
+    assert task._chunks(task.sample(0)) == 1
+    for size in (64, 7):
+        chunked, g_chunked, task = grads(size)
+        assert task._chunks(task.sample(0)) == math.ceil(200 / size)
+        scale = max(float(g.abs().max()) for g in g_whole)
+        assert scale > 0
+        for gw, gc in zip(g_whole, g_chunked):
+            assert float((gw - gc).abs().max()) <= ROUNDOFF * scale
+        for name in whole:
+            assert math.isclose(chunked[name], whole[name], rel_tol=ROUNDOFF)
