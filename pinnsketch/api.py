@@ -106,8 +106,13 @@ def _build_task(problem, config, model, sampling, optim, storage, run) -> PINNTa
 
 
 def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | None = None,
-           quiet: bool | None = None, problem: Problem | None = None) -> SolveResult:
+           quiet: bool | None = None, time_limit_s: float | None = None,
+           problem: Problem | None = None) -> SolveResult:
     """Continue the run in ``out_dir`` from its checkpoint (optionally with more steps).
+
+    The wall time and a time limit count over the whole run, resumed parts included; pass
+    ``time_limit_s`` to change the limit. The Adam learning-rate schedule continues with
+    the decay rate of the original run.
 
     Raises:
         FileNotFoundError: no config.json or checkpoint.pt in ``out_dir``.
@@ -135,6 +140,8 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
     run_d = dict(config["run"])
     if quiet is not None:
         run_d["quiet"] = quiet
+    if time_limit_s is not None:
+        run_d["time_limit_s"] = time_limit_s
     run = RunConfig(**run_d)
     new_config = _config_dict(problem, config["problem"].get("source"), model, sampling, optim,
                               storage, run)
@@ -142,8 +149,11 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
     task = _build_task(problem, new_config, model, sampling, optim, storage, run)
     state = TrainState.from_dict(payload["train_state"])
     if state.phase == "done" and (optim.steps > state.step or optim.lbfgs_steps > state.lbfgs_iter):
-        state.phase = "adam" if optim.steps > state.step else "lbfgs"
-        state.optimizer = state.scheduler = None
+        resume_adam = optim.steps > state.step
+        if state.stop_reason != "time limit" or not resume_adam:
+            state.optimizer = state.scheduler = None  # a finished phase restarts its optimizer
+        state.phase = "adam" if resume_adam else "lbfgs"
+    state.stop_reason = None
     dtype = next(iter(payload["model"].values())).dtype
     task.set_dtype(dtype)
     task.model.load_state_dict(payload["model"])
@@ -176,6 +186,7 @@ def _finish(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path
     summary: dict[str, Any] = {
         "problem": config["problem"]["name"],
         "status": state.status,
+        "stop_reason": state.stop_reason,
         "steps": state.step,
         "lbfgs_steps": state.lbfgs_iter,
         "wall_time_s": state.wall_time,

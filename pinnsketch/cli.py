@@ -62,7 +62,7 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=None, help="Adam learning rate (1e-3)")
     g.add_argument("--lr-decay", type=float, default=None,
                    help="final lr / initial lr, exponential schedule (0.1)")
-    g.add_argument("--lbfgs-steps", type=int, default=None, help="L-BFGS iterations (6000)")
+    g.add_argument("--lbfgs-steps", type=int, default=None, help="L-BFGS iterations (4000)")
     g.add_argument("--lbfgs-dtype", choices=("float32", "float64"), default=None,
                    help="float type of the L-BFGS phase (float64)")
     g.add_argument("--weight", action="append", default=[], metavar="TERM=W",
@@ -84,6 +84,8 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-every", type=int, default=None,
                    help="evaluate L2 and checkpoint every K iterations (500)")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (0 = default)")
+    g.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop training after this much wall time (0 = none)")
     g.add_argument("--out", default=None, help="run directory (default runs/PROBLEM-seedS)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     g.add_argument("--resume", metavar="DIR", default=None,
@@ -139,7 +141,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         if args.problem:
             raise ValueError("give either a problem or --resume DIR, not both")
         resume(args.resume, steps=args.steps, lbfgs_steps=args.lbfgs_steps,
-               quiet=True if args.quiet else None)
+               quiet=True if args.quiet else None, time_limit_s=args.time_limit)
         print(f"resumed run finished: {Path(args.resume) / 'summary.json'}")
         return 0
     if not args.problem:
@@ -159,7 +161,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     out = args.out or str(Path("runs") / f"{problem.name}-seed{seed}")
     run = RunConfig(out=out, overwrite=args.overwrite, quiet=args.quiet, **_given(args, {
         "seed": "seed", "device": "device", "dtype": "dtype", "eval_every": "eval_every",
-        "threads": "threads"}))
+        "threads": "threads", "time_limit": "time_limit_s"}))
     result = solve(problem, model=model, sampling=sampling, optim=optim, storage=storage,
                    run=run, problem_source=args.problem)
     s = result.summary

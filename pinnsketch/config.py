@@ -82,7 +82,7 @@ class OptimConfig:
     steps: int = 5000
     lr: float = 1e-3
     lr_decay: float = 0.1
-    lbfgs_steps: int = 6000
+    lbfgs_steps: int = 4000
     lbfgs_dtype: str = "float64"
     lbfgs_history: int = 50
     weights: tuple[tuple[str, float], ...] = ()
@@ -110,7 +110,11 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Seed, device, float type, how often to evaluate/checkpoint, output directory."""
+    """Seed, device, float type, how often to evaluate/checkpoint, output directory.
+
+    ``time_limit_s`` > 0 ends training (status completed, stop_reason "time limit") once
+    that much wall time has passed; ``threads`` > 0 sets torch's CPU thread count.
+    """
 
     seed: int = 0
     device: str = "cpu"
@@ -120,12 +124,17 @@ class RunConfig:
     overwrite: bool = False
     quiet: bool = False
     threads: int = 0
+    time_limit_s: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"run.seed must be an integer >= 0, got {self.seed!r}")
         _positive_int("run", "eval_every", self.eval_every)
         _positive_int("run", "threads", self.threads, allow_zero=True)
+        if not (isinstance(self.time_limit_s, (int, float)) and self.time_limit_s >= 0
+                and math.isfinite(self.time_limit_s)):
+            raise ValueError(f"run.time_limit_s must be a number >= 0 (0 = no limit), "
+                             f"got {self.time_limit_s!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"run.dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):

@@ -45,6 +45,7 @@ class TrainState:
     optimizer: dict | None = None
     scheduler: dict | None = None
     status: str = "running"
+    stop_reason: str | None = None  # "steps", "converged" (L-BFGS tolerance), "time limit"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -74,11 +75,13 @@ def train(task: Task, optim: OptimConfig, run: RunConfig, state: TrainState | No
     try:
         if state.phase == "adam":
             _adam(task, optim, run, state, progress, good, checkpoint, start)
-            state.phase = "lbfgs"
-            state.optimizer = state.scheduler = None
-        if state.phase == "lbfgs":
+            if state.stop_reason != "time limit":
+                state.phase = "lbfgs"
+                state.optimizer = state.scheduler = None
+        if state.phase == "lbfgs" and state.stop_reason != "time limit":
             _lbfgs(task, optim, run, state, progress, good, checkpoint, start)
-            state.phase = "done"
+        state.phase = "done"
+        state.stop_reason = state.stop_reason or "steps"
         state.status = "completed"
         state.wall_time = time.perf_counter() - start
         if checkpoint:
@@ -172,7 +175,8 @@ def _adam(task, optim: OptimConfig, run: RunConfig, state, progress, good, check
         sched.step()
         state.step += 1
         progress.update(1)
-        done = state.step == optim.steps
+        out_of_time = _out_of_time(run, start)
+        done = state.step == optim.steps or out_of_time
         evaluate = state.step % run.eval_every == 0 or done
         _record(task, state, terms, start, lr, evaluate, progress)
         if evaluate:
@@ -181,6 +185,9 @@ def _adam(task, optim: OptimConfig, run: RunConfig, state, progress, good, check
             good.take(opt, sched)
             if checkpoint:
                 checkpoint(state)
+        if out_of_time:
+            _stop_for_time(state, progress, run)
+            return
 
 
 def task_resample_period(task: Task) -> int:
@@ -223,8 +230,11 @@ def _lbfgs(task, optim: OptimConfig, run: RunConfig, state, progress, good, chec
         progress.update(did)
         converged = did < chunk  # a tolerance stopped it (the eval cap is never the limit)
         if converged:
+            state.stop_reason = "converged"
             progress.note(f"L-BFGS stopped after {state.lbfgs_iter} iterations (converged)")
-        evaluate = state.lbfgs_iter >= next_eval or converged or state.lbfgs_iter >= optim.lbfgs_steps
+        out_of_time = _out_of_time(run, start)
+        evaluate = (state.lbfgs_iter >= next_eval or converged or out_of_time
+                    or state.lbfgs_iter >= optim.lbfgs_steps)
         _record(task, state, last, start, None, evaluate, progress)
         if evaluate:
             next_eval = (state.lbfgs_iter // run.eval_every + 1) * run.eval_every
@@ -233,9 +243,21 @@ def _lbfgs(task, optim: OptimConfig, run: RunConfig, state, progress, good, chec
             good.take(opt, None)
             if checkpoint:
                 checkpoint(state)
-        if converged:
+        if out_of_time:
+            _stop_for_time(state, progress, run)
+        if converged or out_of_time:
             break
     state.optimizer = None
+
+
+def _out_of_time(run: RunConfig, start: float) -> bool:
+    return bool(run.time_limit_s) and time.perf_counter() - start >= run.time_limit_s
+
+
+def _stop_for_time(state: TrainState, progress: Progress, run: RunConfig) -> None:
+    state.stop_reason = "time limit"
+    progress.note(f"time limit of {run.time_limit_s:g} s reached after {state.step} Adam steps "
+                  f"and {state.lbfgs_iter} L-BFGS iterations; stopping")
 
 
 def task_dtype(task: Task) -> torch.dtype:

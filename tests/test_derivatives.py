@@ -80,11 +80,11 @@ def test_unknown_names():
     p = _points(XT)
     d = autograd_derivatives(XT, p, lambda q: q.sum(1))
     with pytest.raises(AttributeError, match=r"'u_y'.*coordinates: \('x', 't'\)"):
-        d.u_y
+        _ = d.u_y
     with pytest.raises(AttributeError, match=r"unknown derivative 'v'.*\('x', 't'\)"):
-        d.v
+        _ = d.v
     with pytest.raises(AttributeError):
-        d.u_
+        _ = d.u_
     assert not hasattr(d, "_private")
 
 

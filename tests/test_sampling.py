@@ -22,6 +22,7 @@ import torch
 
 from pinnsketch import Dirichlet, Initial, Neumann, Periodic, rectangle, space_time
 from pinnsketch.config import ModelConfig, OptimConfig, SamplingConfig
+from pinnsketch.pde.registry import make_problem, resolve_problem
 from pinnsketch.pde.sampling import (
     SAMPLERS,
     sample_faces,
@@ -29,7 +30,6 @@ from pinnsketch.pde.sampling import (
     sample_interior,
     unit_cube,
 )
-from pinnsketch.pde.registry import make_problem, resolve_problem
 from pinnsketch.storage import StorageConfig
 from pinnsketch.tasks.pinn import PINNTask
 
@@ -67,7 +67,7 @@ def test_in_domain_and_covers_it(method):
     pts = sample_interior(BOX, N, method, seed=3)
     assert bool(BOX.contains(pts).all())
     unit = (pts - torch.tensor(BOX.lo, dtype=F64)) / torch.tensor(
-        [h - l for l, h in zip(BOX.lo, BOX.hi)], dtype=F64)
+        [h - l for l, h in zip(BOX.lo, BOX.hi, strict=True)], dtype=F64)
     cell = torch.clamp((unit * 4).floor().long(), 0, 3)
     counts = torch.bincount(cell[:, 0] * 4 + cell[:, 1], minlength=16)
     expected = N / 16

@@ -8,8 +8,10 @@ difference above round-off means state was lost, not rounding.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +33,15 @@ HISTORY_COLUMNS = {"step", "phase", "pde", "boundary", "initial", "loss", "lr", 
 SUMMARY_KEYS = {"problem", "steps", "wall_time_s", "l2_relative_error", "peak_rss_bytes", "seed",
                 "status", "held_bytes_per_point", "storage"}
 ROUNDOFF = 1e-12
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks run several times faster on one thread on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _history(out: Path) -> list[dict[str, str]]:
@@ -138,6 +149,13 @@ def test_list_main(capsys):
 
 # ----- bad input: exit 2, a message, nothing written -----
 
+WEIGHT_BUG = (
+    "BUG pinnsketch/api.py solve(): prepare_out_dir() (which creates the directory, and with "
+    "--overwrite deletes the previous run) runs before _build_task(), where PINNTask refuses "
+    "unknown loss-weight terms (and a missing CUDA device is refused); the error comes after "
+    "the directory was created or wiped")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["solve", "burger"], r"unknown problem 'burger'.*burgers, heat, poisson"),
     (["solve", "heat", "--width", "-3"], r"width.*-3"),
@@ -147,7 +165,9 @@ def test_list_main(capsys):
     (["solve", "heat", "--param", "nu"], r"--param expects KEY=VALUE.*'nu'"),
     (["solve", "heat", "--param", "nu=0.1"], r"no parameter 'nu'.*alpha, b"),
     (["solve", "heat", "--sketch-rank", "auto"], r"--sketch-rank auto"),
-    (["solve", "heat", "--weight", "foo=1"], r"unknown terms \['foo'\].*pde, boundary, initial"),
+    pytest.param(["solve", "heat", "--weight", "foo=1"],
+                 r"unknown terms \['foo'\].*pde, boundary, initial",
+                 marks=pytest.mark.xfail(strict=True, reason=WEIGHT_BUG)),
     (["solve"], r"name a problem"),
 ])
 def test_bad_input_exit_2(tmp_path, monkeypatch, capsys, argv, message):
@@ -156,7 +176,7 @@ def test_bad_input_exit_2(tmp_path, monkeypatch, capsys, argv, message):
     assert main(argv + ["--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pinnsketch: error:")
-    assert __import__("re").search(message, err), err
+    assert re.search(message, err), err
     assert not out.exists()
     assert list(tmp_path.iterdir()) == [], "nothing may be written anywhere"
 
@@ -185,6 +205,18 @@ def test_existing_out_dir_needs_overwrite(tmp_path, capsys, tiny_args):
     assert main(argv + ["--overwrite"]) == 0
     assert not (out / "marker").exists()
     assert _summary(out)["status"] == "completed"
+
+
+@pytest.mark.xfail(strict=True, reason=WEIGHT_BUG)
+def test_bad_input_with_overwrite_keeps_previous_run(tmp_path, capsys, tiny_args):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}\n")
+    (out / "marker").write_text("keep me")
+    assert main(["solve", "heat", "--steps", "2", "--weight", "foo=1", "--out", str(out),
+                 "--overwrite", *tiny_args]) == 2
+    assert "unknown terms" in capsys.readouterr().err
+    assert (out / "marker").read_text() == "keep me"
 
 
 def test_overwrite_refuses_a_foreign_directory(tmp_path, capsys, tiny_args):
@@ -247,7 +279,7 @@ def test_resume_continues_history(extended_run):
 def test_resume_does_not_raise_learning_rate(extended_run):
     out, _ = extended_run
     lrs = [float(r["lr"]) for r in _history(out)]
-    assert all(b <= a for a, b in zip(lrs, lrs[1:])), lrs[18:23]
+    assert all(b <= a for a, b in itertools.pairwise(lrs)), lrs[18:23]
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -373,7 +405,7 @@ def test_interrupt_exit_130_then_resume_is_exact(tmp_path, monkeypatch, capsys, 
     diff = _max_weight_diff(_checkpoint(a)["model"], _checkpoint(b)["model"])
     assert diff <= ROUNDOFF, diff
     # the learning rates and losses of the resumed steps match too
-    for ra, rb in zip(_history(a), _history(b)):
+    for ra, rb in zip(_history(a), _history(b), strict=True):
         assert math.isclose(float(ra["loss"]), float(rb["loss"]), rel_tol=ROUNDOFF)
         assert math.isclose(float(ra["lr"]), float(rb["lr"]), rel_tol=ROUNDOFF)
 
@@ -400,7 +432,7 @@ def test_chunked_gradient_equals_unchunked(policy):
         assert task._chunks(task.sample(0)) == math.ceil(200 / size)
         scale = max(float(g.abs().max()) for g in g_whole)
         assert scale > 0
-        for gw, gc in zip(g_whole, g_chunked):
+        for gw, gc in zip(g_whole, g_chunked, strict=True):
             assert float((gw - gc).abs().max()) <= ROUNDOFF * scale
         for name in whole:
             assert math.isclose(chunked[name], whole[name], rel_tol=ROUNDOFF)
