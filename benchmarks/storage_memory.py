@@ -23,8 +23,8 @@ POLICIES = ["autograd", "exact", "checkpoint", "sketch:three_sketch", "sketch:ra
 
 def measure_one(problem: str, net: str, policy: str, points: int, rank: int, steps: int) -> dict:
     import torch
-
     from _common import make_task
+
     from pinnsketch import StorageConfig
     from pinnsketch.memory import peak_rss_bytes
 

@@ -20,8 +20,15 @@ from pinnsketch.memory import cuda_peak_bytes, peak_rss_bytes
 from pinnsketch.pde.problem import Problem
 from pinnsketch.pde.registry import make_problem, resolve_problem
 from pinnsketch.plots import plot_field, plot_history
-from pinnsketch.results import (load_checkpoint, prepare_out_dir, read_json, save_checkpoint,
-                                write_history_csv, write_json, write_result_h5)
+from pinnsketch.results import (
+    load_checkpoint,
+    prepare_out_dir,
+    read_json,
+    save_checkpoint,
+    write_history_csv,
+    write_json,
+    write_result_h5,
+)
 from pinnsketch.storage import StorageConfig
 from pinnsketch.tasks.pinn import PINNTask
 from pinnsketch.train import TrainingDiverged, TrainState, train
@@ -89,8 +96,8 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
     if problem_source is None and problem.name != "problem":
         problem_source = problem.name
     config = _config_dict(problem, problem_source, model, sampling, optim, storage, run)
-    out = prepare_out_dir(run.out, run.overwrite) if run.out else None
     task = _build_task(problem, config, model, sampling, optim, storage, run)
+    out = prepare_out_dir(run.out, run.overwrite) if run.out else None
     if out:
         write_json(out / "config.json", config)
     return _run(task, config, optim, run, out, TrainState())
@@ -149,10 +156,7 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
     task = _build_task(problem, new_config, model, sampling, optim, storage, run)
     state = TrainState.from_dict(payload["train_state"])
     if state.phase == "done" and (optim.steps > state.step or optim.lbfgs_steps > state.lbfgs_iter):
-        resume_adam = optim.steps > state.step
-        if state.stop_reason != "time limit" or not resume_adam:
-            state.optimizer = state.scheduler = None  # a finished phase restarts its optimizer
-        state.phase = "adam" if resume_adam else "lbfgs"
+        state.phase = "adam" if optim.steps > state.step else "lbfgs"
     state.stop_reason = None
     dtype = next(iter(payload["model"].values())).dtype
     task.set_dtype(dtype)

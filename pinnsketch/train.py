@@ -42,8 +42,8 @@ class TrainState:
     lbfgs_iter: int = 0  # L-BFGS iterations done
     wall_time: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
-    optimizer: dict | None = None
-    scheduler: dict | None = None
+    adam: dict | None = None  # {"optimizer": ..., "scheduler": ...}, kept after the phase ends
+    lbfgs: dict | None = None  # L-BFGS optimizer state (curvature pairs) within its phase
     status: str = "running"
     stop_reason: str | None = None  # "steps", "converged" (L-BFGS tolerance), "time limit"
 
@@ -77,7 +77,6 @@ def train(task: Task, optim: OptimConfig, run: RunConfig, state: TrainState | No
             _adam(task, optim, run, state, progress, good, checkpoint, start)
             if state.stop_reason != "time limit":
                 state.phase = "lbfgs"
-                state.optimizer = state.scheduler = None
         if state.phase == "lbfgs" and state.stop_reason != "time limit":
             _lbfgs(task, optim, run, state, progress, good, checkpoint, start)
         state.phase = "done"
@@ -108,13 +107,12 @@ class _Snapshot:
 
     def __init__(self, task: Task, state: TrainState):
         self.task, self.state = task, state
-        self.take(None, None)
+        self.take()
 
-    def take(self, optimizer, scheduler) -> None:
+    def take(self) -> None:
         s = self.state
         self.model = copy.deepcopy(self.task.model.state_dict())
-        self.optimizer = copy.deepcopy(optimizer.state_dict()) if optimizer else s.optimizer
-        self.scheduler = copy.deepcopy(scheduler.state_dict()) if scheduler else s.scheduler
+        self.adam, self.lbfgs = copy.deepcopy(s.adam), copy.deepcopy(s.lbfgs)
         self.counters = (s.phase, s.step, s.lbfgs_iter, len(s.history))
 
     def restore(self) -> None:
@@ -125,7 +123,7 @@ class _Snapshot:
         self.task.model.load_state_dict(self.model)
         s.phase, s.step, s.lbfgs_iter, n = self.counters
         del s.history[n:]
-        s.optimizer, s.scheduler = self.optimizer, self.scheduler
+        s.adam, s.lbfgs = self.adam, self.lbfgs
 
 
 def _check_finite(terms: dict[str, float], where: str) -> None:
@@ -157,9 +155,9 @@ def _adam(task, optim: OptimConfig, run: RunConfig, state, progress, good, check
     opt = torch.optim.Adam(task.model.parameters(), lr=optim.lr)
     gamma = optim.lr_decay ** (1.0 / optim.steps)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
-    if state.optimizer is not None:
-        opt.load_state_dict(state.optimizer)
-        sched.load_state_dict(state.scheduler)
+    if state.adam is not None:  # continue (or extend) with the same moments and schedule
+        opt.load_state_dict(state.adam["optimizer"])
+        sched.load_state_dict(state.adam["scheduler"])
     period = task_resample_period(task)
     batch_index = None
     batch = None
@@ -181,8 +179,8 @@ def _adam(task, optim: OptimConfig, run: RunConfig, state, progress, good, check
         _record(task, state, terms, start, lr, evaluate, progress)
         if evaluate:
             state.wall_time = time.perf_counter() - start
-            state.optimizer, state.scheduler = opt.state_dict(), sched.state_dict()
-            good.take(opt, sched)
+            state.adam = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+            good.take()
             if checkpoint:
                 checkpoint(state)
         if out_of_time:
@@ -205,8 +203,8 @@ def _lbfgs(task, optim: OptimConfig, run: RunConfig, state, progress, good, chec
                             history_size=optim.lbfgs_history,
                             tolerance_grad=1e-12, tolerance_change=1e-15,
                             line_search_fn="strong_wolfe")
-    if state.optimizer is not None:
-        opt.load_state_dict(state.optimizer)
+    if state.lbfgs is not None:
+        opt.load_state_dict(state.lbfgs)
     last: dict[str, float] = {}
 
     def closure():
@@ -239,15 +237,15 @@ def _lbfgs(task, optim: OptimConfig, run: RunConfig, state, progress, good, chec
         if evaluate:
             next_eval = (state.lbfgs_iter // run.eval_every + 1) * run.eval_every
             state.wall_time = time.perf_counter() - start
-            state.optimizer = opt.state_dict()
-            good.take(opt, None)
+            state.lbfgs = opt.state_dict()
+            good.take()
             if checkpoint:
                 checkpoint(state)
         if out_of_time:
             _stop_for_time(state, progress, run)
         if converged or out_of_time:
             break
-    state.optimizer = None
+    state.lbfgs = None  # a finished phase starts a fresh L-BFGS if extended
 
 
 def _out_of_time(run: RunConfig, start: float) -> bool:

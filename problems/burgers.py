@@ -46,10 +46,11 @@ class Burgers(Problem):
     """Viscous Burgers: u_t + u u_x = nu u_xx on x in [-1, 1], t in [0, 1].
 
     u(x, 0) = -sin(pi x), u(-1, t) = u(1, t) = 0, nu = 0.01/pi by default. A steep front
-    forms at x = 0 from t ~ 1/pi on (the inviscid breaking time) and sharpens. Reference: the Cole-Hopf integral
-    evaluated by 200-node Gauss-Hermite quadrature (Basdevant et al. 1986; the benchmark of
-    Raissi, Perdikaris & Karniadakis, J. Comput. Phys. 2019). The error is measured on the
-    published 256 x 100 grid: x = linspace(-1, 1, 256), t = 0, 0.01, ..., 0.99.
+    forms at x = 0 from t ~ 1/pi on (the inviscid breaking time) and sharpens.
+
+    Reference: the Cole-Hopf integral evaluated by 200-node Gauss-Hermite quadrature
+    (Basdevant et al. 1986; the benchmark of Raissi, Perdikaris & Karniadakis, J. Comput.
+    Phys. 2019). The error is measured on the published 256 x 100 grid: x = linspace(-1, 1, 256), t = 0, 0.01, ..., 0.99.
     """
 
     name: ClassVar[str] = "burgers"

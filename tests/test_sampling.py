@@ -132,7 +132,7 @@ def test_face_selection_on():
     cp = Dirichlet(0.0, on=("y",)).sample(CYL, 50, "sobol", 0, F64)
     assert torch.all((cp.points[:, 1] == 0.5) | (cp.points[:, 1] == 1.5))
     assert torch.all(cp.normals[:, 0] == 0) and torch.all(cp.normals[:, 2] == 0)
-    with pytest.raises(ValueError, match="not a spatial coordinate"):
+    with pytest.raises(ValueError, match="unknown face"):
         Dirichlet(0.0, on=("t",)).sample(CYL, 50, "sobol", 0, F64)
 
 
@@ -193,13 +193,8 @@ def test_task_sample_deterministic_in_seed_and_index():
 
 @pytest.mark.parametrize("method", [
     "uniform", "sobol",
-    pytest.param("lhs", marks=pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-        "BUG pinnsketch/tasks/pinn.py PINNTask.sample: base = seed*1_000_003 + index*7_919 is "
-        "negative for the L-BFGS set (index -1) at seed 0; scipy's default_rng refuses negative "
-        "seeds ('expected non-negative integer'), so --sampler lhs/halton with L-BFGS fails"))),
-    pytest.param("halton", marks=pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-        "BUG pinnsketch/tasks/pinn.py PINNTask.sample: negative seed for index -1 at seed 0; "
-        "scipy's default_rng refuses it"))),
+    "lhs",
+    "halton",
 ])
 def test_task_lbfgs_sample_every_sampler(method):
     """The fixed L-BFGS point set (index -1) must exist for every sampler and seed."""

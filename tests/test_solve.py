@@ -149,13 +149,6 @@ def test_list_main(capsys):
 
 # ----- bad input: exit 2, a message, nothing written -----
 
-WEIGHT_BUG = (
-    "BUG pinnsketch/api.py solve(): prepare_out_dir() (which creates the directory, and with "
-    "--overwrite deletes the previous run) runs before _build_task(), where PINNTask refuses "
-    "unknown loss-weight terms (and a missing CUDA device is refused); the error comes after "
-    "the directory was created or wiped")
-
-
 @pytest.mark.parametrize("argv, message", [
     (["solve", "burger"], r"unknown problem 'burger'.*burgers, heat, poisson"),
     (["solve", "heat", "--width", "-3"], r"width.*-3"),
@@ -165,9 +158,7 @@ WEIGHT_BUG = (
     (["solve", "heat", "--param", "nu"], r"--param expects KEY=VALUE.*'nu'"),
     (["solve", "heat", "--param", "nu=0.1"], r"no parameter 'nu'.*alpha, b"),
     (["solve", "heat", "--sketch-rank", "auto"], r"--sketch-rank auto"),
-    pytest.param(["solve", "heat", "--weight", "foo=1"],
-                 r"unknown terms \['foo'\].*pde, boundary, initial",
-                 marks=pytest.mark.xfail(strict=True, reason=WEIGHT_BUG)),
+    (["solve", "heat", "--weight", "foo=1"], r"unknown terms \['foo'\].*pde, boundary, initial"),
     (["solve"], r"name a problem"),
 ])
 def test_bad_input_exit_2(tmp_path, monkeypatch, capsys, argv, message):
@@ -207,7 +198,6 @@ def test_existing_out_dir_needs_overwrite(tmp_path, capsys, tiny_args):
     assert _summary(out)["status"] == "completed"
 
 
-@pytest.mark.xfail(strict=True, reason=WEIGHT_BUG)
 def test_bad_input_with_overwrite_keeps_previous_run(tmp_path, capsys, tiny_args):
     out = tmp_path / "run"
     out.mkdir()
@@ -271,23 +261,12 @@ def test_resume_continues_history(extended_run):
     _no_tmp_files(out)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: extending a completed run restarts the Adam learning rate at --lr: train.py sets "
-    "state.optimizer = state.scheduler = None when the Adam phase ends, and api.resume() does "
-    "the same for phase 'done', so the resumed scheduler starts again from lr (1e-3 at step 21 "
-    "after 1.1e-4 at step 20)"))
 def test_resume_does_not_raise_learning_rate(extended_run):
     out, _ = extended_run
     lrs = [float(r["lr"]) for r in _history(out)]
     assert all(b <= a for a, b in itertools.pairwise(lrs)), lrs[18:23]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a completed 20-step run resumed to 40 steps differs from an uninterrupted 40-step "
-    "run (weights differ by ~1e-2, float64, --lr-decay 1, --resample-every 0): the Adam "
-    "moments and step count are discarded at the end of the Adam phase (train.py, "
-    "'state.optimizer = state.scheduler = None' after _adam) and again in api.resume() for "
-    "phase 'done', so Adam restarts with fresh moments and bias correction"))
 def test_extended_run_equals_uninterrupted(tmp_path, tiny_args):
     a, b = tmp_path / "a", tmp_path / "b"
     common = [*tiny_args, *F64_ARGS, "--lr-decay", "1"]

@@ -83,7 +83,11 @@ def _face_points(domain: Box, on: tuple[str, ...] | None, n: int, method: str, s
 
 @dataclass(frozen=True)
 class Dirichlet(Condition):
-    """u = g on the faces of the spatial coordinates ``on`` (all spatial faces if None)."""
+    """u = g on the faces ``on`` (all spatial faces if None).
+
+    ``on`` names faces by coordinate: ``("x",)`` both ends of x, ``("x-",)`` only x = lo,
+    ``("x+", "y")`` x = hi and both ends of y.
+    """
 
     value: Value = 0.0
     on: tuple[str, ...] | None = None
@@ -97,7 +101,8 @@ class Dirichlet(Condition):
 
 @dataclass(frozen=True)
 class Neumann(Condition):
-    """du/dn = g on the faces of ``on``; n is the outward normal (-e_c on lo, +e_c on hi)."""
+    """du/dn = g on the faces ``on`` (as for :class:`Dirichlet`); n is the outward normal
+    (-e_c on the lower face, +e_c on the upper)."""
 
     value: Value = 0.0
     on: tuple[str, ...] | None = None

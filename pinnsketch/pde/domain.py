@@ -93,12 +93,24 @@ class Box:
         return self.lo[i], self.hi[i]
 
     def faces(self, coords: tuple[str, ...] | None = None) -> tuple[Face, ...]:
-        """Both faces of each named spatial coordinate (all spatial coordinates by default)."""
+        """Faces named by coordinate: ``"x"`` both ends, ``"x-"`` the lower, ``"x+"`` the upper.
+
+        All faces of all spatial coordinates by default.
+
+        >>> rectangle(x=(0, 1), y=(0, 2)).faces(("x-", "y"))
+        (Face(coord='x', side=-1), Face(coord='y', side=-1), Face(coord='y', side=1))
+        """
         coords = self.spatial if coords is None else coords
-        for c in coords:
-            if c not in self.spatial:
-                raise ValueError(f"{c!r} is not a spatial coordinate of this domain {self.spatial}")
-        return tuple(Face(c, s) for c in coords for s in (-1, 1))
+        if isinstance(coords, str):
+            raise ValueError(f"faces take a tuple of names, e.g. ({coords!r},), not a string")
+        out = []
+        for spec in coords:
+            c, sides = spec[:1], {"": (-1, 1), "-": (-1,), "+": (1,)}.get(spec[1:])
+            if sides is None or c not in self.spatial:
+                raise ValueError(f"unknown face {spec!r}: use a spatial coordinate of "
+                                 f"{self.spatial}, optionally with '-' (lower end) or '+' (upper)")
+            out.extend(Face(c, s) for s in sides)
+        return tuple(out)
 
     def face_measure(self, face: Face) -> float:
         """(d-1)-dimensional measure of a face (1 for the end points of an interval)."""

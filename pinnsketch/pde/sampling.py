@@ -19,9 +19,22 @@ from scipy.stats import qmc
 from pinnsketch._types import Points
 from pinnsketch.pde.domain import Box, Face
 
-__all__ = ["SAMPLERS", "unit_cube", "sample_interior", "sample_faces", "sample_initial"]
+__all__ = ["SAMPLERS", "derive_seed", "unit_cube", "sample_interior", "sample_faces",
+           "sample_initial"]
 
 SAMPLERS = ("uniform", "sobol", "lhs", "halton")
+
+
+def derive_seed(*words: int) -> int:
+    """A seed in [0, 2**63) derived from integer words (any sign) by numpy's SeedSequence.
+
+    Distinct word tuples give independent streams, e.g. (run seed, batch index, point set).
+
+    >>> derive_seed(0, -1, 2) == derive_seed(0, -1, 2) != derive_seed(0, -1, 3)
+    True
+    """
+    entropy = [int(w) % 2**64 for w in words]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def check_sampler(method: str) -> None:
@@ -77,7 +90,7 @@ def sample_faces(domain: Box, faces: tuple[Face, ...], n: int, method: str, seed
     pts, idx = [], []
     for i, (face, count) in enumerate(zip(faces, counts)):
         free = [nm for nm in domain.names if nm != face.coord]
-        unit = unit_cube(method, count, len(free), seed + 7919 * (i + 1), dtype)
+        unit = unit_cube(method, count, len(free), derive_seed(seed, i), dtype)
         block = torch.empty(count, domain.dim, dtype=dtype)
         for j, nm in enumerate(free):
             a, b = domain.bounds(nm)
@@ -104,13 +117,17 @@ def sample_initial(domain: Box, n: int, method: str, seed: int, dtype=torch.floa
 
 
 def _split(n: int, weights: np.ndarray) -> list[int]:
-    """Largest-remainder split of n into parts proportional to weights, each >= 1 if possible."""
-    k = len(weights)
-    base = np.ones(k, dtype=int) if n >= k else np.zeros(k, dtype=int)
-    rest = n - int(base.sum())
-    share = weights / weights.sum() * rest
-    counts = base + np.floor(share).astype(int)
-    order = np.argsort(-(share - np.floor(share)))
-    for i in order[: n - int(counts.sum())]:
-        counts[i] += 1
+    """Largest-remainder split of n into parts proportional to weights.
+
+    Exact when the shares are integers; when n >= len(weights) every part gets at least one
+    point (taken from the largest parts).
+    """
+    share = weights / weights.sum() * n
+    counts = np.floor(share).astype(int)
+    order = np.argsort(-(share - counts), kind="stable")
+    counts[order[: n - int(counts.sum())]] += 1
+    if n >= len(weights):
+        for i in np.flatnonzero(counts == 0):
+            counts[int(np.argmax(counts))] -= 1
+            counts[i] = 1
     return [int(c) for c in counts]

@@ -20,7 +20,7 @@ from pinnsketch.model import MLP
 from pinnsketch.pde.conditions import Condition
 from pinnsketch.pde.derivatives import required_derivatives
 from pinnsketch.pde.problem import Problem
-from pinnsketch.pde.sampling import sample_interior
+from pinnsketch.pde.sampling import derive_seed, sample_interior
 from pinnsketch.storage import StorageConfig, make_engine
 
 __all__ = ["PINNTask", "PINNBatch"]
@@ -93,13 +93,14 @@ class PINNTask:
     def sample(self, index: int) -> PINNBatch:
         """The index-th point sets; the same (seed, index) always gives the same points."""
         s = self.sampling
-        base = self.seed * 1_000_003 + index * 7_919
         sets = {}
-        interior = sample_interior(self.domain, s.collocation, s.method, base)
+        interior = sample_interior(self.domain, s.collocation, s.method,
+                                   derive_seed(self.seed, index, 0))
         sets["pde"] = (interior, torch.zeros_like(interior))
         for i, cond in enumerate(self.conditions):
             n = s.boundary if cond.uses_boundary_budget() else s.initial
-            cp = cond.sample(self.domain, n, s.method, base + 101 * (i + 1), torch.float64)
+            cp = cond.sample(self.domain, n, s.method, derive_seed(self.seed, index, i + 1),
+                             torch.float64)
             sets[cond.label] = (cp.points, cp.normals)
         return PINNBatch(sets)
 
