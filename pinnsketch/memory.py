@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor
 
-from pinnsketch.sketch import default_core_size
+from pinnsketch.sketch import check_method, held_numel
 
 __all__ = ["HeldBytes", "held_bytes", "peak_rss_bytes", "cuda_peak_bytes",
            "expected_exact_bytes", "expected_sketch_bytes"]
@@ -154,16 +154,10 @@ def expected_sketch_bytes(mlp, plan, n_points: int, itemsize: int,
     ranks = tuple(rank) if isinstance(rank, (tuple, list)) else (rank,) * len(widths)
     if len(ranks) != len(widths):
         raise ValueError(f"{len(ranks)} ranks for {len(widths)} hidden layers")
-    if method not in ("three_sketch", "range_finder", "ema"):
-        raise ValueError(f"unknown sketch method {method!r}; valid methods: three_sketch, "
-                         "range_finder, ema")
+    check_method(method)
     n, total = n_points, n_points * plan.dim
     for w, r in zip(widths, ranks, strict=True):
-        k = min(r, n, w)
-        if method == "range_finder":
-            per = k * (n + w)
-        else:
-            per = k * (w + n) + default_core_size(k, w, n) ** 2
+        per = held_numel(method, n, w, r)
         for j in range(plan.num_components):
             total += n * w if (exact_value and j == 0) else per
     return itemsize * total

@@ -489,3 +489,29 @@ def test_cuda_matches_cpu(family):
     )
     rf = range_finder(M.cuda(), 6, seed=5, family=family)
     assert float(relative_error(M.cuda(), rf)) < 1e-10
+
+
+def test_truncated_svd_is_optimal():
+    """Eckart-Young: the rank-k truncated SVD error is sqrt(sum_{i>k} sigma_i^2) exactly.
+
+    The Gram matrix is formed in float64, so the eigenvectors of singular values well above
+    sqrt(eps) ||A|| are accurate to round-off; with sigma_i = 2^-i down to 2^-12 they are.
+    """
+    from pinnsketch.sketch import truncated_svd
+
+    g = torch.Generator().manual_seed(3)
+    U, _ = torch.linalg.qr(torch.randn(80, 12, generator=g, dtype=torch.float64))
+    V, _ = torch.linalg.qr(torch.randn(20, 12, generator=g, dtype=torch.float64))
+    sigma = 2.0 ** -torch.arange(12, dtype=torch.float64)
+    A = U @ torch.diag(sigma) @ V.T
+    for k in (1, 4, 8):
+        approx = truncated_svd(A, k)
+        err = torch.linalg.matrix_norm(A - approx.dense())
+        tail = sigma[k:].pow(2).sum().sqrt()
+        assert abs(float(err) - float(tail)) <= 1e-10 * float(sigma[0])
+        assert torch.allclose(approx.basis.T @ approx.basis, torch.eye(k, dtype=torch.float64),
+                              atol=1e-12)
+    full = truncated_svd(A, 20)
+    assert float(torch.linalg.matrix_norm(A - full.dense())) <= 1e-12
+    with pytest.raises(ValueError, match="k=0"):
+        truncated_svd(A, 0)

@@ -20,6 +20,7 @@ from pinnsketch.memory import (
     peak_rss_bytes,
 )
 from pinnsketch.model import MLP
+from pinnsketch.sketch import SKETCH_METHODS
 from pinnsketch.pde.derivatives import required_derivatives
 from pinnsketch.pde.registry import make_problem, resolve_problem
 from pinnsketch.storage import (
@@ -102,6 +103,7 @@ def test_gradcheck_input_linear():
 @pytest.mark.parametrize("method, exact_value, shape", [  # shape (N, w): N > w and N < w
     ("three_sketch", False, (4, 3)), ("range_finder", False, (4, 3)),
     ("three_sketch", True, (3, 5)), ("range_finder", True, (3, 5)),
+    ("truncated_svd", False, (4, 3)), ("truncated_svd", True, (3, 5)),
 ])
 def test_gradcheck_sketched_at_full_rank(method, exact_value, shape):
     n, w_in = shape
@@ -129,7 +131,7 @@ def test_functions_honour_needs_input_grad():
 # --- whole-loss gradients ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["three_sketch", "range_finder", "ema"])
+@pytest.mark.parametrize("method", SKETCH_METHODS)
 @pytest.mark.parametrize("exact_value", [False, True])
 def test_full_rank_sketch_gradient_equals_exact(burgers, method, exact_value):
     problem, keys = burgers
@@ -142,7 +144,7 @@ def test_full_rank_sketch_gradient_equals_exact(burgers, method, exact_value):
     assert _rel(_loss_grad(net, problem, keys, pts, cfg), ref) <= ROUNDOFF
 
 
-@pytest.mark.parametrize("method", ["three_sketch", "range_finder"])
+@pytest.mark.parametrize("method", ["three_sketch", "range_finder", "truncated_svd"])
 def test_sketch_gradient_error_falls_with_rank(burgers, method):
     problem, keys = burgers
     net = _net(problem.domain, width=64, depth=3, seed=4)
@@ -251,7 +253,7 @@ def test_held_bytes_match_formulas(burgers):
     plan = JetPlan.from_keys(keys, 2)
     exact = _held(net, problem, keys, pts, StorageConfig("exact"))
     assert exact == expected_exact_bytes(net, plan, n, 4) == 4 * (3 * 4 * n * 8 + n * 2)
-    for method in ("three_sketch", "range_finder", "ema"):
+    for method in SKETCH_METHODS:
         for exact_value in (False, True):
             cfg = StorageConfig("sketch", rank=(2, 3, 50), method=method,
                                 exact_value=exact_value)

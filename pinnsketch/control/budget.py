@@ -8,7 +8,7 @@ written as functions of (N, ranks) rather than of a built network; tests check t
 agree. Per hidden layer of width w and jet component, with k = min(rank, N, w) and
 s = min(2k + 1, N, w):
 
-- ``range_finder``: k (N + w) numbers;
+- ``truncated_svd`` and ``range_finder``: k (N + w) numbers;
 - ``three_sketch`` and ``ema``: k (w + N) + s^2 numbers;
 - exact storage (and component 0 under ``exact_value``): N w numbers;
 
@@ -22,10 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from pinnsketch.sketch.methods import check_method, held_numel
+
 __all__ = ["BudgetPlan", "exact_held_bytes", "exact_points_within", "format_bytes",
            "parse_bytes", "plan_budget", "sketch_held_bytes"]
 
-SKETCH_METHODS = ("three_sketch", "range_finder", "ema")
 
 _UNITS = {
     "b": 1,
@@ -133,18 +134,13 @@ def sketch_held_bytes(n_points: int, widths: Sequence[int], ranks: int | Sequenc
     """
     widths = _check_common(widths, num_components, input_dim, itemsize)
     n = _check_pos_int("n_points", n_points)
-    if method not in SKETCH_METHODS:
-        raise ValueError(f"unknown sketch method {method!r}; valid methods: "
-                         f"{', '.join(SKETCH_METHODS)}")
+    check_method(method)
     ranks = tuple(ranks) if isinstance(ranks, (tuple, list)) else (ranks,) * len(widths)
     if len(ranks) != len(widths):
         raise ValueError(f"{len(ranks)} ranks for {len(widths)} hidden layers; give one each")
     total = n * input_dim
     for w, r in zip(widths, ranks, strict=True):
-        k = min(_check_pos_int("rank", r), n, w)
-        per = k * (n + w)
-        if method != "range_finder":
-            per += min(2 * k + 1, n, w) ** 2
+        per = held_numel(method, n, w, _check_pos_int("rank", r))
         total += (num_components - 1) * per + (n * w if exact_value else per)
     return itemsize * total
 
@@ -229,9 +225,7 @@ def plan_budget(budget_bytes: int, widths: Sequence[int], num_components: int, i
     _check_pos_int("min_rank", min_rank)
     if max_points is not None:
         _check_pos_int("max_points", max_points)
-    if method not in SKETCH_METHODS:
-        raise ValueError(f"unknown sketch method {method!r}; valid methods: "
-                         f"{', '.join(SKETCH_METHODS)}")
+    check_method(method)
     top = max(widths)
 
     def held(n: int, r: int) -> int:

@@ -4,11 +4,20 @@
   sign, SRFT), regenerated rather than stored.
 - :mod:`~pinnsketch.sketch.three_sketch`: the single-pass three-sketch of Tropp et al.
   (2019), its EMA update and its low-rank reconstruction.
-- :mod:`~pinnsketch.sketch.range_finder`: the two-pass randomized range finder, for a matrix
-  that exists whole.
+- :mod:`~pinnsketch.sketch.range_finder`: the two-pass randomized range finder and the
+  truncated SVD, for a matrix that exists whole.
+- :mod:`~pinnsketch.sketch.methods`: the storage methods' names and sizes.
+- :mod:`~pinnsketch.sketch.monitor`: gradient-norm monitoring from small sketches.
 """
 
-from pinnsketch.sketch.range_finder import RangeFinderApprox, range_finder, range_finder_numel
+from pinnsketch.sketch.methods import SKETCH_METHODS, check_method, held_numel
+from pinnsketch.sketch.monitor import GradientMonitor, exact_norm, exact_stable_rank
+from pinnsketch.sketch.range_finder import (
+    RangeFinderApprox,
+    range_finder,
+    range_finder_numel,
+    truncated_svd,
+)
 from pinnsketch.sketch.test_matrices import (
     SKETCH_FAMILIES,
     check_family,
@@ -32,6 +41,13 @@ from pinnsketch.sketch.three_sketch import (
 
 __all__ = [
     "SKETCH_FAMILIES",
+    "SKETCH_METHODS",
+    "GradientMonitor",
+    "check_method",
+    "exact_norm",
+    "exact_stable_rank",
+    "held_numel",
+    "truncated_svd",
     "LowRank",
     "LowRankOperator",
     "RangeFinderApprox",

@@ -33,7 +33,7 @@ from pinnsketch.pde.derivatives import (
     key_name,
 )
 from pinnsketch.pde.domain import Box
-from pinnsketch.sketch import check_family, relative_error
+from pinnsketch.sketch import SKETCH_METHODS, check_family, check_method, relative_error
 from pinnsketch.storage.functions import (
     SketchOptions,
     act_linear,
@@ -46,7 +46,6 @@ from pinnsketch.storage.jets import JetPlan, jet_forward_reference
 __all__ = ["STORAGE_POLICIES", "SKETCH_METHODS", "StorageConfig", "Engine", "make_engine"]
 
 STORAGE_POLICIES = ("autograd", "exact", "sketch", "checkpoint")
-SKETCH_METHODS = ("three_sketch", "range_finder", "ema")
 
 _SEED_LIMIT = 2**63
 
@@ -97,9 +96,7 @@ class StorageConfig:
         if self.policy not in STORAGE_POLICIES:
             raise ValueError(f"unknown storage policy {self.policy!r}; valid policies: "
                              f"{', '.join(STORAGE_POLICIES)}")
-        if self.method not in SKETCH_METHODS:
-            raise ValueError(f"unknown sketch method {self.method!r}; valid methods: "
-                             f"{', '.join(SKETCH_METHODS)}")
+        check_method(self.method)
         check_family(self.family)
         if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) \
                 or not 0.0 <= self.beta < 1.0:

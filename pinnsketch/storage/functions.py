@@ -29,9 +29,11 @@ from pinnsketch.sketch import (
     SketchSpec,
     ThreeSketch,
     ema_update,
+    check_method,
     range_finder,
     reconstruct,
     sketch,
+    truncated_svd,
 )
 from pinnsketch.storage.jets import (
     JetPlan,
@@ -44,7 +46,6 @@ __all__ = ["SketchOptions", "InputLinear", "ActLinear", "SketchedActLinear",
            "input_linear", "act_linear", "sketched_act_linear", "sketch_approximations",
            "sketch_tensor_count"]
 
-_SKETCH_METHODS = ("three_sketch", "range_finder", "ema")
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,7 @@ class SketchOptions:
     beta: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.method not in _SKETCH_METHODS:
-            raise ValueError(f"unknown sketch method {self.method!r}; valid methods: "
-                             f"{', '.join(_SKETCH_METHODS)}")
+        check_method(self.method)
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
             raise ValueError(f"rank must be an int >= 1, got {self.rank!r}")
 
@@ -84,22 +83,28 @@ class SketchOptions:
                           family=self.family)
 
 
+_TWO_FACTOR = ("truncated_svd", "range_finder")  # keep coeffs (N x k) and basis (w x k)
+
+
 def sketch_tensor_count(opts: SketchOptions, j: int) -> int:
     """Tensors kept for component j: 1 (exact), 3 (three_sketch, ema: X, Y, Z), 2 (range_finder)."""
     if not opts.sketched(j):
         return 1
-    return 2 if opts.method == "range_finder" else 3
+    return 2 if opts.method in _TWO_FACTOR else 3
 
 
 def _act_linear_forward(act: Activation, plan: JetPlan, Z: Jets, W: Tensor, b: Tensor) -> Jets:
-    out = activation_jets(act, Z, plan) @ W.T
+    H = activation_jets(act, Z, plan, out=torch.empty_like(Z))
+    out = H @ W.T
     out[0] += b
     return out
 
 
 def _linear_backward(ctx, H: Jets, W: Tensor, dZn: Jets, first: int) -> tuple:
     """(dH or None, dW or None, db or None) for Zn = H W^T (+ b on component 0)."""
-    dH = dZn @ W if ctx.needs_input_grad[first] else None
+    dH = None
+    if ctx.needs_input_grad[first]:  # an outer product for the scalar output layer
+        dH = dZn * W[0] if W.shape[0] == 1 else dZn @ W
     dW = None
     if ctx.needs_input_grad[first + 1]:  # sum_j dZn[j]^T H[j] as one GEMM over (J N) rows
         dW = dZn.reshape(-1, dZn.shape[-1]).T @ H.reshape(-1, H.shape[-1])
@@ -112,7 +117,7 @@ def _act_linear_backward(ctx, Z: Jets, W: Tensor, dZn: Jets) -> tuple:
     of s and its derivatives at Z[0], shared by the weight gradient and the VJP."""
     need_z, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
     ds = ctx.act.derivatives(Z[0], activation_order(ctx.plan, backward=need_z))
-    H = activation_jets(ctx.act, Z, ctx.plan, ds) if need_w else None
+    H = activation_jets(ctx.act, Z, ctx.plan, ds, out=torch.empty_like(Z)) if need_w else None
     dH, dW, db = _linear_backward(ctx, H, W, dZn, 0)
     dZ = activation_jets_vjp(ctx.act, Z, dH, ctx.plan, ds) if need_z else None
     return dZ, dW, db
@@ -200,8 +205,11 @@ def _sketch_components(Z: Jets, opts: SketchOptions, old: tuple[Tensor, ...]
         if not opts.sketched(j):
             out.append(Z[0].clone())
             continue
-        if opts.method == "range_finder":
-            approx = range_finder(Z[j], opts.rank, opts.seeds[j], opts.family)
+        if opts.method in _TWO_FACTOR:
+            if opts.method == "truncated_svd":
+                approx = truncated_svd(Z[j], opts.rank)
+            else:
+                approx = range_finder(Z[j], opts.rank, opts.seeds[j], opts.family)
             out.extend((approx.coeffs, approx.basis))
             continue
         spec = opts.spec(j, n, w)
@@ -231,7 +239,7 @@ def sketch_approximations(saved: tuple[Tensor, ...], opts: SketchOptions, n_poin
         pos += count
         if not opts.sketched(j):
             out.append(parts[0])
-        elif opts.method == "range_finder":
+        elif opts.method in _TWO_FACTOR:
             out.append(RangeFinderApprox(coeffs=parts[0], basis=parts[1]))
         else:
             sk = ThreeSketch(*parts, spec=opts.spec(j, n_points, width))

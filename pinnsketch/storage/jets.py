@@ -155,7 +155,7 @@ def activation_order(plan: JetPlan, backward: bool = False) -> int:
 
 
 def activation_jets(act: Activation, Z: Jets, plan: JetPlan,
-                    ds: tuple[Tensor, ...] | None = None) -> Jets:
+                    ds: tuple[Tensor, ...] | None = None, out: Jets | None = None) -> Jets:
     """Jets of s(z) from jets of z (chain rule), with pure differentiable torch ops.
 
     h0 = s(z0), h_i = s1(z0) z_i, h_ij = s2(z0) z_i z_j + s1(z0) z_ij.
@@ -164,6 +164,8 @@ def activation_jets(act: Activation, Z: Jets, plan: JetPlan,
         act: the activation s with its derivatives.
         Z: (J, N, w) pre-activation jets laid out by ``plan``.
         ds: (s, s1, s2, ...) at Z[0] if already computed (see :func:`activation_order`).
+        out: a (J, N, w) buffer to write into (no autograd: for the custom Functions, which
+            run with autograd off); without it the result is built by differentiable ops.
 
     Returns:
         (J, N, w) post-activation jets.
@@ -171,6 +173,8 @@ def activation_jets(act: Activation, Z: Jets, plan: JetPlan,
     if ds is None:
         ds = act.derivatives(Z[0], activation_order(plan))
     nf = len(plan.firsts)
+    if out is not None:
+        return _activation_jets_into(out, Z, plan, ds)
     comps = [ds[0]]
     if nf:
         s1 = ds[1]
@@ -182,6 +186,18 @@ def activation_jets(act: Activation, Z: Jets, plan: JetPlan,
             zj = Z[1 + plan.firsts.index(j)]
             comps.append(s2 * zi * zj + s1 * Z[1 + nf + b])
     return torch.stack(comps)
+
+
+def _activation_jets_into(out: Jets, Z: Jets, plan: JetPlan, ds: tuple[Tensor, ...]) -> Jets:
+    nf = len(plan.firsts)
+    out[0].copy_(ds[0])
+    if nf:
+        torch.mul(ds[1], Z[1:1 + nf], out=out[1:1 + nf])
+    for b, (i, j) in enumerate(plan.seconds):
+        c = 1 + nf + b
+        torch.mul(ds[2], Z[1 + plan.firsts.index(i)], out=out[c])
+        out[c].mul_(Z[1 + plan.firsts.index(j)]).addcmul_(ds[1], Z[c])
+    return out
 
 
 def activation_jets_vjp(act: Activation, Z: Jets, dH: Jets, plan: JetPlan,
