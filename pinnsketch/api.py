@@ -15,11 +15,22 @@ from typing import Any
 
 import torch
 
+import dataclasses
+
 from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig, to_dict
+from pinnsketch.control import (
+    RankController,
+    exact_points_within,
+    format_bytes,
+    parse_bytes,
+    plan_budget,
+    sketch_held_bytes,
+)
+from pinnsketch.pde.derivatives import required_derivatives
 from pinnsketch.memory import cuda_peak_bytes, peak_rss_bytes
 from pinnsketch.pde.problem import Problem
 from pinnsketch.pde.registry import make_problem, resolve_problem
-from pinnsketch.plots import plot_field, plot_history
+from pinnsketch.plots import plot_columns, plot_field, plot_history
 from pinnsketch.results import (
     load_checkpoint,
     prepare_out_dir,
@@ -29,7 +40,7 @@ from pinnsketch.results import (
     write_json,
     write_result_h5,
 )
-from pinnsketch.storage import StorageConfig
+from pinnsketch.storage import JetPlan, StorageConfig
 from pinnsketch.tasks.pinn import PINNTask
 from pinnsketch.train import TrainingDiverged, TrainState, train
 
@@ -74,12 +85,17 @@ def _config_dict(problem: Problem, source: str | None, model: ModelConfig,
 def solve(problem: Problem, *, model: ModelConfig | None = None,
           sampling: SamplingConfig | None = None, optim: OptimConfig | None = None,
           storage: StorageConfig | None = None, run: RunConfig | None = None,
+          controller: RankController | None = None, memory_budget: int | str | None = None,
           problem_source: str | None = None) -> SolveResult:
     """Train a PINN on ``problem`` and (with ``run.out``) write the run directory.
 
     Args:
         problem: a Problem instance.
         model, sampling, optim, storage, run: configurations (defaults when None).
+        controller: the rank policy when ``storage.rank == "auto"`` (default
+            ``RankController()``).
+        memory_budget: bytes held for backward allowed (an int or "2GB"); chooses the largest
+            collocation batch and ranks that fit (DESIGN.md section 4), or refuses.
         problem_source: how to load the problem again (a registry name or a file path),
             recorded in config.json so ``resume`` can rebuild it.
 
@@ -95,21 +111,96 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
     optim, storage, run = optim or OptimConfig(), storage or StorageConfig(), run or RunConfig()
     if problem_source is None and problem.name != "problem":
         problem_source = problem.name
+    if controller is not None and storage.rank != "auto":
+        raise ValueError("a rank controller needs StorageConfig(policy='sketch', rank='auto')")
+    if storage.rank == "auto" and controller is None:
+        controller = RankController()
+    budget_message = None
+    if memory_budget is not None:
+        sampling, controller, budget_message = plan_memory(
+            problem, model, sampling, storage, run, controller, parse_bytes(memory_budget))
     config = _config_dict(problem, problem_source, model, sampling, optim, storage, run)
-    task = _build_task(problem, config, model, sampling, optim, storage, run)
+    if budget_message:
+        config["memory_budget"] = {"bytes": parse_bytes(memory_budget), "plan": budget_message}
+    if controller is not None:
+        config["controller"] = to_dict(controller)
+    task = _build_task(problem, config, model, sampling, optim, storage, run, controller)
+    if budget_message and not run.quiet:
+        print(budget_message)
     out = prepare_out_dir(run.out, run.overwrite) if run.out else None
     if out:
         write_json(out / "config.json", config)
     return _run(task, config, optim, run, out, TrainState())
 
 
-def _build_task(problem, config, model, sampling, optim, storage, run) -> PINNTask:
+def _build_task(problem, config, model, sampling, optim, storage, run,
+                controller=None) -> PINNTask:
     if run.threads:
         torch.set_num_threads(run.threads)
     if run.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {run.device}: CUDA is not available on this machine; use cpu")
     return PINNTask(problem, model, sampling, optim, storage, seed=run.seed, device=run.device,
-                    dtype=_DTYPES[run.dtype])
+                    dtype=_DTYPES[run.dtype], controller=controller)
+
+
+def plan_memory(problem: Problem, model: ModelConfig, sampling: SamplingConfig,
+                storage: StorageConfig, run: RunConfig, controller: RankController | None,
+                budget: int) -> tuple[SamplingConfig, RankController | None, str]:
+    """Fit the collocation batch (and sketch ranks) to a held-bytes budget.
+
+    Uses the held-bytes formulas of :mod:`pinnsketch.control.budget` for the interior
+    points (the few boundary and initial points are not counted). ``exact``: the largest
+    batch <= the requested one that fits. ``sketch``: with a fixed rank, the largest batch
+    at that rank; with ``auto``, :func:`~pinnsketch.control.plan_budget` (largest batch, then
+    largest ranks), the ranks becoming the controller's caps.
+
+    Raises:
+        ValueError: ``autograd`` storage (its held bytes have no closed form; measure it),
+            or a budget in which not even one point fits.
+    """
+    domain = problem.domain
+    keys = required_derivatives([problem.residual], domain)
+    J = JetPlan.from_keys(keys, domain.dim).num_components
+    widths = (model.width,) * model.depth
+    itemsize = 8 if run.dtype == "float64" else 4
+    n = sampling.collocation
+    if storage.policy == "autograd":
+        raise ValueError("--memory-budget needs --storage exact, sketch or checkpoint: the held "
+                         "bytes of nested autograd have no closed form")
+    if storage.policy == "checkpoint":
+        fits = budget // (itemsize * domain.dim)
+        message = f"memory budget {format_bytes(budget)}: checkpoint storage holds only the points"
+    elif storage.policy == "exact":
+        fits = exact_points_within(budget, widths, J, domain.dim, itemsize)
+        message = f"memory budget {format_bytes(budget)}: exact storage"
+    elif storage.rank == "auto":
+        plan = plan_budget(budget, widths, J, domain.dim, itemsize, storage.method, n,
+                           controller.min_rank, exact_value=storage.exact_value)
+        controller = dataclasses.replace(controller, budget_ranks=plan.ranks)
+        return dataclasses.replace(sampling, collocation=plan.points), controller, plan.message
+    else:
+        ranks = storage.rank if isinstance(storage.rank, tuple) else (storage.rank,) * model.depth
+        fits = _largest_fitting(n, lambda x: sketch_held_bytes(
+            x, widths, ranks, J, domain.dim, itemsize, storage.method, storage.exact_value)
+            <= budget)
+        message = f"memory budget {format_bytes(budget)}: sketch storage at ranks {ranks}"
+    if fits < 1:
+        raise ValueError(f"memory budget {format_bytes(budget)} is too small for even one "
+                         f"collocation point with {storage.policy} storage on a "
+                         f"{model.depth} x {model.width} network")
+    points = min(n, fits)
+    message += f", {points} collocation points" + (
+        f" (reduced from the requested {n})" if points < n else "")
+    return dataclasses.replace(sampling, collocation=points), controller, message
+
+
+def _largest_fitting(n: int, fits) -> int:
+    """The largest x in [0, n] with fits(x) (fits is monotone decreasing in x)."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
 
 
 def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | None = None,
@@ -144,6 +235,10 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
     if isinstance(storage_d.get("rank"), list):
         storage_d["rank"] = tuple(storage_d["rank"])
     storage = StorageConfig(**storage_d)
+    controller = None
+    if "controller" in config:
+        controller = RankController(**{k: tuple(v) if isinstance(v, list) else v
+                                       for k, v in config["controller"].items()})
     run_d = dict(config["run"])
     if quiet is not None:
         run_d["quiet"] = quiet
@@ -152,8 +247,11 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
     run = RunConfig(**run_d)
     new_config = _config_dict(problem, config["problem"].get("source"), model, sampling, optim,
                               storage, run)
+    for key in ("memory_budget", "controller"):
+        if key in config:
+            new_config[key] = config[key]
     payload = load_checkpoint(out / "checkpoint.pt", new_config)
-    task = _build_task(problem, new_config, model, sampling, optim, storage, run)
+    task = _build_task(problem, new_config, model, sampling, optim, storage, run, controller)
     state = TrainState.from_dict(payload["train_state"])
     if state.phase == "done" and (optim.steps > state.step or optim.lbfgs_steps > state.lbfgs_iter):
         state.phase = "adam" if optim.steps > state.step else "lbfgs"
@@ -183,6 +281,11 @@ def _run(task: PINNTask, config: dict[str, Any], optim: OptimConfig, run: RunCon
     return SolveResult(task, state.history, summary, out)
 
 
+def _mean(values: list) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
 def _finish(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path | None
             ) -> dict[str, Any]:
     metrics = task.evaluate()
@@ -203,6 +306,9 @@ def _finish(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path
         "sketch_mode": storage.get("method") if storage["policy"] == "sketch" else None,
         "held_bytes": task.held_bytes,
         "held_bytes_per_point": task.held_bytes_per_point,
+        "mean_held_bytes_per_point": _mean([row.get("held_bytes_per_point")
+                                             for row in state.history]),
+        "final_ranks": task.sketch_ranks,
         "collocation": config["sampling"]["collocation"],
         "width": config["model"]["width"],
         "depth": config["model"]["depth"],
@@ -228,6 +334,9 @@ def _finish(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path
                    f"|error|, L2 rel = {summary['l2_relative_error']:.2e}", cmap="viridis")
     if state.history:
         plot_history(out / "history.png", state.history, task.term_names)
+        plot_columns(out / "ranks.png", state.history, "rank_", "sketch rank per hidden layer")
+        plot_columns(out / "monitor.png", state.history, "gnorm_",
+                     "gradient norm per layer: sketch estimate (lines), exact (dots)", logy=True)
     write_json(out / "summary.json", summary)
     return summary
 

@@ -73,9 +73,16 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--storage", choices=STORAGE_POLICIES, default=None,
                    help="how hidden layers keep what backward needs (default autograd)")
     g.add_argument("--sketch-rank", type=_rank, default=None,
-                   help="none | auto | N: sketch rank of the hidden layers (N implies --storage sketch)")
+                   help="none | auto | N: sketch rank of the hidden layers (N or auto implies "
+                        "--storage sketch; auto: a controller follows the residual trend)")
     g.add_argument("--sketch-method", choices=SKETCH_METHODS, default=None,
-                   help="which low-rank sketch stores the activations")
+                   help="which low-rank sketch stores the activations (truncated_svd)")
+    g.add_argument("--memory-budget", default=None, metavar="BYTES",
+                   help="cap on bytes held for backward, e.g. 2GB: picks the largest "
+                        "collocation batch (and sketch ranks) that fit, or refuses")
+    g.add_argument("--monitor", action="store_true",
+                   help="log per-layer gradient norms estimated from sketches (and exact ones "
+                        "every --eval-every steps)")
     g = s.add_argument_group("run")
     g.add_argument("--seed", type=int, default=None, help="seed of weights and points (0)")
     g.add_argument("--device", default=None, help="cpu or cuda[:N] (cpu)")
@@ -122,9 +129,6 @@ def _storage_config(args: argparse.Namespace):
     from pinnsketch.storage import StorageConfig
 
     kwargs = _given(args, {"storage": "policy", "sketch_method": "method"})
-    if args.sketch_rank == "auto":
-        raise ValueError("--sketch-rank auto needs the rank controller, which is not built yet; "
-                         "use --sketch-rank N or none")
     if args.sketch_rank is not None:
         if kwargs.get("policy", "sketch") != "sketch":
             raise ValueError(f"--sketch-rank {args.sketch_rank} needs --storage sketch, "
@@ -161,9 +165,9 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     out = args.out or str(Path("runs") / f"{problem.name}-seed{seed}")
     run = RunConfig(out=out, overwrite=args.overwrite, quiet=args.quiet, **_given(args, {
         "seed": "seed", "device": "device", "dtype": "dtype", "eval_every": "eval_every",
-        "threads": "threads", "time_limit": "time_limit_s"}))
+        "threads": "threads", "time_limit": "time_limit_s", "monitor": "monitor"}))
     result = solve(problem, model=model, sampling=sampling, optim=optim, storage=storage,
-                   run=run, problem_source=args.problem)
+                   run=run, memory_budget=args.memory_budget, problem_source=args.problem)
     s = result.summary
     l2 = s["l2_relative_error"]
     print(f"{s['problem']}: L2 relative error {l2:.3e} after {s['steps']} Adam + "

@@ -113,7 +113,8 @@ class RunConfig:
     """Seed, device, float type, how often to evaluate/checkpoint, output directory.
 
     ``time_limit_s`` > 0 ends training (status completed, stop_reason "time limit") once
-    that much wall time has passed; ``threads`` > 0 sets torch's CPU thread count.
+    that much wall time has passed; ``threads`` > 0 sets torch's CPU thread count;
+    ``monitor`` logs per-layer gradient norms estimated from rank-``monitor_rank`` sketches.
     """
 
     seed: int = 0
@@ -125,12 +126,15 @@ class RunConfig:
     quiet: bool = False
     threads: int = 0
     time_limit_s: float = 0.0
+    monitor: bool = False
+    monitor_rank: int = 16
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"run.seed must be an integer >= 0, got {self.seed!r}")
         _positive_int("run", "eval_every", self.eval_every)
         _positive_int("run", "threads", self.threads, allow_zero=True)
+        _positive_int("run", "monitor_rank", self.monitor_rank)
         if not (isinstance(self.time_limit_s, (int, float)) and self.time_limit_s >= 0
                 and math.isfinite(self.time_limit_s)):
             raise ValueError(f"run.time_limit_s must be a number >= 0 (0 = no limit), "

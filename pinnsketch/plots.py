@@ -14,7 +14,7 @@ import numpy as np
 
 from pinnsketch.results import atomic_write
 
-__all__ = ["plot_field", "plot_history"]
+__all__ = ["plot_field", "plot_history", "plot_columns"]
 
 
 def _figure(figsize=(6.0, 4.0)):
@@ -74,4 +74,31 @@ def plot_history(path: Path, history: list[dict[str, Any]], term_names: tuple[st
     ax.set_xlabel("iteration")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
+    _save(fig, path)
+
+
+def plot_columns(path: Path, history: list[dict[str, Any]], prefix: str, title: str,
+                 logy: bool = False) -> None:
+    """Every history column starting with ``prefix`` against the step; nothing if none.
+
+    Columns ``<prefix>exact_<L>`` are drawn as dots, the others as lines.
+    """
+    cols = sorted({k for row in history for k in row if k.startswith(prefix)})
+    if not cols:
+        return
+    fig = _figure((7.0, 4.5))
+    ax = fig.add_subplot()
+    for col in cols:
+        pts = [(row["step"], row[col]) for row in history if row.get(col) is not None]
+        if not pts:
+            continue
+        x, y = np.array(pts, dtype=float).T
+        if "relerr" in col:
+            continue
+        style = "." if "exact" in col else "-"
+        (ax.semilogy if logy else ax.plot)(x, y, style, label=col[len(prefix):], lw=1.0, ms=3)
+    ax.set_xlabel("step")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(True, alpha=0.3)
     _save(fig, path)

@@ -18,6 +18,7 @@ import torch
 
 from pinnsketch.config import OptimConfig, RunConfig
 from pinnsketch.progress import Progress
+from pinnsketch.sketch.monitor import GradientMonitor, exact_norm
 from pinnsketch.tasks.base import Task
 
 __all__ = ["train", "TrainState", "TrainingDiverged", "LBFGS_CHUNK"]
@@ -135,7 +136,8 @@ def _check_finite(terms: dict[str, float], where: str) -> None:
 
 
 def _record(task: Task, state: TrainState, terms: dict[str, float], start: float,
-            lr: float | None, evaluate: bool, progress: Progress) -> dict[str, Any]:
+            lr: float | None, evaluate: bool, progress: Progress,
+            extra: dict[str, Any] | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {"step": state.step + state.lbfgs_iter, "phase": state.phase}
     row.update({k: v for k, v in terms.items()})
     row["lr"] = lr
@@ -143,6 +145,7 @@ def _record(task: Task, state: TrainState, terms: dict[str, float], start: float
         row.update(task.evaluate())
     row["wall_time_s"] = time.perf_counter() - start
     row["held_bytes_per_point"] = task.held_bytes_per_point
+    row.update(extra or {})
     if terms or evaluate:
         state.history.append(row)
     progress.show(row)
@@ -161,22 +164,34 @@ def _adam(task, optim: OptimConfig, run: RunConfig, state, progress, good, check
     period = task_resample_period(task)
     batch_index = None
     batch = None
+    before, after = getattr(task, "before_step", None), getattr(task, "after_step", None)
+    monitor = GradientMonitoring(task.model, run) if run.monitor else None
     while state.step < optim.steps:
         index = state.step // period if period else 0
         if index != batch_index:
             batch, batch_index = task.sample(index), index
+        if before:
+            before(state.step)
         opt.zero_grad(set_to_none=True)
         terms = task.backward(batch)
         _check_finite(terms, f"Adam step {state.step}")
+        extra: dict[str, Any] = {}
+        if monitor:
+            extra.update(monitor.observe(state.step))
         opt.step()
         lr = sched.get_last_lr()[0]
         sched.step()
+        if after:
+            columns, messages = after(state.step, terms)
+            extra.update(columns)
+            for line in messages:
+                progress.note(line)
         state.step += 1
         progress.update(1)
         out_of_time = _out_of_time(run, start)
         done = state.step == optim.steps or out_of_time
         evaluate = state.step % run.eval_every == 0 or done
-        _record(task, state, terms, start, lr, evaluate, progress)
+        _record(task, state, terms, start, lr, evaluate, progress, extra)
         if evaluate:
             state.wall_time = time.perf_counter() - start
             state.adam = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
@@ -197,6 +212,9 @@ def _lbfgs(task, optim: OptimConfig, run: RunConfig, state, progress, good, chec
     if optim.lbfgs_steps == 0 or state.lbfgs_iter >= optim.lbfgs_steps:
         return
     task.set_dtype(_DTYPES[optim.lbfgs_dtype])
+    enter = getattr(task, "enter_phase", None)
+    for line in enter("lbfgs") if enter else ():
+        progress.note(line)
     batch = task.sample(-1)  # one fixed set for the whole phase
     opt = torch.optim.LBFGS(task.model.parameters(), lr=1.0, max_iter=LBFGS_CHUNK,
                             max_eval=LBFGS_CHUNK * _MAX_EVALS_PER_ITER,
@@ -246,6 +264,36 @@ def _lbfgs(task, optim: OptimConfig, run: RunConfig, state, progress, good, chec
         if converged or out_of_time:
             break
     state.lbfgs = None  # a finished phase starts a fresh L-BFGS if extended
+
+
+class GradientMonitoring:
+    """Per-layer gradient norms estimated from small sketches every step (Antil & Verma 2025),
+    with the exact norms and the estimate's relative error every ``run.eval_every`` steps.
+
+    Columns: ``gnorm_est_L`` (sketch estimate), ``gnorm_ema_L`` (EMA monitoring sketch) for
+    each weight matrix L = 1, 2, ...; every ``eval_every`` steps also ``gnorm_exact_L`` and
+    ``gnorm_relerr_L`` = |est - exact| / exact.
+    """
+
+    def __init__(self, model: torch.nn.Module, run: RunConfig):
+        self.weights = [p for p in model.parameters() if p.dim() == 2]
+        self.monitor = GradientMonitor(k=run.monitor_rank, beta=0.9, seed=run.seed)
+        self.every = run.eval_every
+
+    def observe(self, step: int) -> dict[str, float]:
+        out: dict[str, float] = {}
+        exact = (step + 1) % self.every == 0
+        for i, w in enumerate(self.weights):
+            if w.grad is None:
+                continue
+            est = self.monitor.observe(i, w.grad)
+            out[f"gnorm_est_{i + 1}"] = est["norm_est"]
+            out[f"gnorm_ema_{i + 1}"] = est["ema_norm_est"]
+            if exact:
+                true = exact_norm(w.grad)
+                out[f"gnorm_exact_{i + 1}"] = true
+                out[f"gnorm_relerr_{i + 1}"] = abs(est["norm_est"] - true) / true if true else 0.0
+        return out
 
 
 def _out_of_time(run: RunConfig, start: float) -> bool:

@@ -48,6 +48,7 @@ __all__ = ["STORAGE_POLICIES", "SKETCH_METHODS", "StorageConfig", "Engine", "mak
 STORAGE_POLICIES = ("autograd", "exact", "sketch", "checkpoint")
 
 _SEED_LIMIT = 2**63
+AUTO_INITIAL_RANK = 32
 
 
 def _is_int(v: object) -> bool:
@@ -60,8 +61,9 @@ class StorageConfig:
 
     Args:
         policy: one of :data:`STORAGE_POLICIES`.
-        rank: sketch rank k, an int for every hidden layer or a tuple with one per hidden
-            layer; required for ``policy="sketch"``, refused otherwise. A rank above
+        rank: sketch rank k, an int for every hidden layer, a tuple with one per hidden
+            layer, or ``"auto"`` (a rank controller chooses, ``--sketch-rank auto``);
+            required for ``policy="sketch"``, refused otherwise. A rank above
             min(N, width) is clamped to it at run time (full rank: exact reconstruction).
         method: one of :data:`SKETCH_METHODS` (``sketch`` only).
         family: test-matrix family, one of ``pinnsketch.sketch.SKETCH_FAMILIES``.
@@ -76,7 +78,7 @@ class StorageConfig:
         ValueError: naming the bad value and the fix.
 
     >>> StorageConfig(policy="sketch", rank=32).method
-    'range_finder'
+    'truncated_svd'
     >>> StorageConfig(policy="fast")
     Traceback (most recent call last):
     ...
@@ -84,8 +86,8 @@ class StorageConfig:
     """
 
     policy: str = "autograd"
-    rank: int | tuple[int, ...] | None = None
-    method: str = "range_finder"
+    rank: int | tuple[int, ...] | str | None = None
+    method: str = "truncated_svd"
     family: str = "gaussian"
     beta: float = 0.9
     exact_value: bool = False
@@ -108,7 +110,12 @@ class StorageConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         rank = self.rank
-        if isinstance(rank, list):
+        if rank == "auto":
+            if self.policy != "sketch":
+                raise ValueError(f"rank='auto' is used only by policy='sketch', not "
+                                 f"{self.policy!r}; drop rank or set policy='sketch'")
+            rank = None
+        elif isinstance(rank, list):
             rank = tuple(rank)
             object.__setattr__(self, "rank", rank)
         if rank is not None:
@@ -124,7 +131,7 @@ class StorageConfig:
             if self.policy != "sketch":
                 raise ValueError(f"rank={rank!r} is used only by policy='sketch', not "
                                  f"{self.policy!r}; drop rank or set policy='sketch'")
-        elif self.policy == "sketch":
+        elif self.policy == "sketch" and self.rank != "auto":
             raise ValueError("policy='sketch' needs a rank: StorageConfig(policy='sketch', "
                              "rank=32), or a tuple with one rank per hidden layer")
         if self.policy != "sketch":
@@ -151,6 +158,8 @@ class Engine:
     Attributes:
         plan: the :class:`JetPlan` (None under ``autograd``).
         calls: forward calls so far (the sketch seeds of call c derive from (seed, c)).
+        measure_error: whether the next calls measure the sketch error (from the config;
+            a rank controller switches it on every K steps).
         last_sketch_errors: with ``measure_error``, per hidden layer the exact relative
             Frobenius error ||Z - Z_hat|| / ||Z|| of its stacked pre-activation jets at the
             last call; else None.
@@ -165,13 +174,15 @@ class Engine:
         self.config = config
         self.plan = None if config.policy == "autograd" else JetPlan.from_keys(keys, domain.dim)
         self.calls = 0
+        self.measure_error = config.measure_error  # may be switched per call (rank control)
         self.last_sketch_errors: list[float] | None = None
         self.last_component_errors: list[list[float]] | None = None
         self._ranks: tuple[int, ...] | None = None
         self._ema: dict[int, tuple[Tensor, ...]] = {}
         self._ema_points: int | None = None
         if config.policy == "sketch":
-            self.set_ranks(config.rank)
+            # "auto": a rank controller sets the ranks before the first call
+            self.set_ranks(AUTO_INITIAL_RANK if config.rank == "auto" else config.rank)
 
     @property
     def ranks(self) -> tuple[int, ...] | None:
@@ -261,12 +272,12 @@ class Engine:
             Zn, kept = sketched_act_linear(Z, layer, mlp.activation, self.plan, opts, old)
             if cfg.method == "ema":
                 self._ema[l] = kept
-            if cfg.measure_error:
+            if self.measure_error:
                 total, comps = _sketch_error(Z.detach(), kept, opts)
                 errors.append(total)
                 comp_errors.append(comps)
             Z = Zn
-        if cfg.measure_error:
+        if self.measure_error:
             self.last_sketch_errors, self.last_component_errors = errors, comp_errors
         return Z[..., 0]
 

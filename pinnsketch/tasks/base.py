@@ -21,6 +21,10 @@ class Task(Protocol):
     - ``set_dtype(dtype)``: move model and future batches to a float type (for L-BFGS).
     - ``held_bytes`` / ``held_bytes_per_point``: bytes held for backward at the last
       ``backward`` (DESIGN.md section 4), or None if not measured.
+
+    Optional hooks (looked up with getattr): ``before_step(step)``,
+    ``after_step(step, terms) -> (extra history columns, log lines)`` and
+    ``enter_phase("lbfgs") -> log lines``.
     """
 
     model: nn.Module

@@ -15,6 +15,7 @@ import torch
 
 from pinnsketch._types import Points
 from pinnsketch.config import ModelConfig, OptimConfig, SamplingConfig
+from pinnsketch.control import RankController
 from pinnsketch.memory import HeldBytes
 from pinnsketch.model import MLP
 from pinnsketch.pde.conditions import Condition
@@ -22,6 +23,7 @@ from pinnsketch.pde.derivatives import required_derivatives
 from pinnsketch.pde.problem import Problem
 from pinnsketch.pde.sampling import derive_seed, sample_interior
 from pinnsketch.storage import StorageConfig, make_engine
+from pinnsketch.tasks.rank_driver import RankDriver
 
 __all__ = ["PINNTask", "PINNBatch"]
 
@@ -49,7 +51,8 @@ class PINNTask:
 
     def __init__(self, problem: Problem, model: ModelConfig, sampling: SamplingConfig,
                  optim: OptimConfig, storage: StorageConfig, seed: int = 0,
-                 device: str = "cpu", dtype: torch.dtype = torch.float32):
+                 device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 controller: RankController | None = None, control_every: int = 50):
         self.problem = problem
         self.domain = problem.domain
         self.sampling = sampling
@@ -71,7 +74,15 @@ class PINNTask:
                          model.activation, generator=gen, dtype=dtype).to(self.device)
         zeros = torch.zeros(1, self.domain.dim, dtype=torch.float64)
         pde_keys = required_derivatives([problem.residual], self.domain)
+        self.pde_keys = pde_keys
         self.engines = {"pde": make_engine(self.model, self.domain, pde_keys, storage)}
+        self.rank_driver: RankDriver | None = None
+        if controller is not None:
+            if storage.policy != "sketch":
+                raise ValueError("a rank controller needs storage policy 'sketch', "
+                                 f"not {storage.policy!r}")
+            widths = tuple(layer.out_features for layer in self.model.layers[:-1])
+            self.rank_driver = RankDriver(controller, self.engines["pde"], widths, control_every)
         # Conditions hold few points: they always use the exact nested-autograd engine.
         cond_storage = StorageConfig(policy="autograd")
         for cond in self.conditions:
@@ -82,6 +93,42 @@ class PINNTask:
         self.reference = problem.reference(self.eval_points).detach() if problem.has_reference() else None
         self.held_bytes: int | None = None
         self.held_bytes_per_point: float | None = None
+
+    # --- hooks of the training loop (see pinnsketch.tasks.base.Task) ---
+
+    def before_step(self, step: int) -> None:
+        if self.rank_driver is not None:
+            self.rank_driver.before_step(step)
+
+    def after_step(self, step: int, terms: dict[str, float]) -> tuple[dict[str, object], list[str]]:
+        """Extra history columns (sketch ranks) and log lines (rank changes) after a step."""
+        messages = []
+        if self.rank_driver is not None:
+            messages = self.rank_driver.after_step(step, terms["pde"])
+        return self.rank_columns(), messages
+
+    @property
+    def sketch_ranks(self) -> tuple[int, ...] | None:
+        """The current sketch ranks, or the last ones before L-BFGS switched to exact storage."""
+        ranks = self.engines["pde"].ranks
+        return ranks if ranks is not None else getattr(self, "_adam_ranks", None)
+
+    def rank_columns(self) -> dict[str, object]:
+        ranks = self.engines["pde"].ranks
+        return {} if ranks is None else {f"rank_{i + 1}": r for i, r in enumerate(ranks)}
+
+    def enter_phase(self, phase: str) -> list[str]:
+        """For L-BFGS under rank control, switch to exact storage: a line search needs
+        consistent losses and gradients."""
+        if phase != "lbfgs" or self.rank_driver is None:
+            return []
+        self.rank_driver.enter_lbfgs()
+        self._adam_ranks = self.engines["pde"].ranks
+        self.engines["pde"] = make_engine(self.model, self.domain, self.pde_keys,
+                                          StorageConfig(policy="exact"))
+        self.rank_driver = None
+        return ["L-BFGS phase: exact storage (exact gradients; a line search needs consistent "
+                "losses and gradients); rank control ends here"]
 
     @property
     def dtype(self) -> torch.dtype:
