@@ -50,7 +50,8 @@ class Burgers(Problem):
 
     Reference: the Cole-Hopf integral evaluated by 200-node Gauss-Hermite quadrature
     (Basdevant et al. 1986; the benchmark of Raissi, Perdikaris & Karniadakis, J. Comput.
-    Phys. 2019). The error is measured on the published 256 x 100 grid: x = linspace(-1, 1, 256), t = 0, 0.01, ..., 0.99.
+    Phys. 2019). The error is measured on the published 256 x 100 grid:
+    x = linspace(-1, 1, 256), t = 0, 0.01, ..., 0.99.
     """
 
     name: ClassVar[str] = "burgers"

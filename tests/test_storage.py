@@ -20,9 +20,9 @@ from pinnsketch.memory import (
     peak_rss_bytes,
 )
 from pinnsketch.model import MLP
-from pinnsketch.sketch import SKETCH_METHODS
 from pinnsketch.pde.derivatives import required_derivatives
 from pinnsketch.pde.registry import make_problem, resolve_problem
+from pinnsketch.sketch import SKETCH_METHODS
 from pinnsketch.storage import (
     ActLinear,
     InputLinear,
