@@ -122,3 +122,16 @@ def test_problem_files_use_only_the_public_api():
                     or top == "__future__"
                 assert ok, f"{path.relative_to(ROOT)} imports {name}"
 
+
+
+def test_every_subpackage_is_packaged():
+    """A non-editable install ships only the packages listed in pyproject.toml."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(p.parent.relative_to(root).parts)
+             for p in (root / "pinnsketch").rglob("__init__.py")}
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+    assert "pinnsketch.builtin_problems" in listed
