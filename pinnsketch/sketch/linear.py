@@ -15,6 +15,10 @@ Held for backward per layer (``itemsize`` bytes per number, k the rank, s = min(
 N, w_in)): ``range_finder`` k (N + w_in), ``three_sketch`` k (N + w_in) + s^2 numbers, plus
 ceil(N w_in / 8) bytes with the fused ReLU; with k >= min(N, w_in) the input is kept exactly
 (N w_in numbers, and the ReLU signs are read from it). See :func:`held_bytes_formula`.
+Optionally (``sketch_dtype="bfloat16"`` or ``"float16"``) the sketch factors are stored in
+2-byte floats and cast back in backward: half the bytes for a relative rounding error of
+2^-8 (bf16) or 2^-11 (fp16) per entry, far below the truncation error of the sketch. An
+exactly kept input is never rounded.
 
 The module is the only place here that touches ``ctx`` (STYLE.md item 7): separate
 ``forward`` and ``setup_context``, tensors through ``save_for_backward``, a seed (never a
@@ -46,9 +50,10 @@ from pinnsketch.sketch.three_sketch import SketchSpec, ThreeSketch, reconstruct,
 
 __all__ = ["LINEAR_SKETCH_METHODS", "LinearSketchOptions", "SketchedLinearFunction",
            "SketchedLinear", "sketchify", "pack_signs", "unpack_signs", "held_bytes_formula",
-           "call_seed"]
+           "call_seed", "SKETCH_DTYPES"]
 
 LINEAR_SKETCH_METHODS = ("range_finder", "three_sketch")
+SKETCH_DTYPES = ("float32", "float64", "bfloat16", "float16")
 _SEED_LIMIT = 2**63
 _BIT_WEIGHTS = tuple(1 << i for i in range(8))
 
@@ -97,6 +102,12 @@ def _check_rank(rank: object) -> None:
         raise ValueError(f"rank must be an int >= 1, got {rank!r}")
 
 
+def _check_sketch_dtype(name: str | None) -> None:
+    if name is not None and name not in SKETCH_DTYPES:
+        raise ValueError(f"unknown sketch dtype {name!r}; valid: None (the input's dtype), "
+                         f"{', '.join(SKETCH_DTYPES)}")
+
+
 def _check_method(method: str) -> None:
     if method not in LINEAR_SKETCH_METHODS:
         raise ValueError(f"unknown sketch method {method!r} for linear layers; valid methods: "
@@ -114,6 +125,8 @@ class LinearSketchOptions:
         seed: regenerates this call's test matrices.
         relu: fuse a ReLU before the layer (a = relu(x)).
         family: test-matrix family.
+        sketch_dtype: None (the input's dtype) or a name in :data:`SKETCH_DTYPES`: the
+            float type the sketch factors are stored in.
     """
 
     rank: int
@@ -121,11 +134,13 @@ class LinearSketchOptions:
     seed: int = 0
     relu: bool = False
     family: str = "gaussian"
+    sketch_dtype: str | None = None
 
     def __post_init__(self) -> None:
         _check_rank(self.rank)
         _check_method(self.method)
         check_family(self.family)
+        _check_sketch_dtype(self.sketch_dtype)
 
     def exact(self, n: int, w: int) -> bool:
         """Whether the input (N x w) is kept exactly: k >= min(N, w)."""
@@ -133,8 +148,12 @@ class LinearSketchOptions:
 
 
 def held_bytes_formula(n: int, w_in: int, rank: int, method: str = "range_finder",
-                       relu: bool = False, itemsize: int = 4) -> int:
+                       relu: bool = False, itemsize: int = 4,
+                       sketch_itemsize: int | None = None) -> int:
     """Bytes one :class:`SketchedLinear` call keeps for backward (parameters excluded).
+
+    ``itemsize`` is the input's bytes per number, ``sketch_itemsize`` the sketch's (default
+    the same; 2 with ``sketch_dtype="bfloat16"``).
 
     >>> held_bytes_formula(128, 784, 16)              # 16 (128 + 784) floats
     58368
@@ -151,7 +170,8 @@ def held_bytes_formula(n: int, w_in: int, rank: int, method: str = "range_finder
     numbers = k * (n + w_in)
     if method == "three_sketch":
         numbers += min(2 * k + 1, n, w_in) ** 2
-    return itemsize * numbers + (math.ceil(n * w_in / 8) if relu else 0)
+    size = itemsize if sketch_itemsize is None else sketch_itemsize
+    return size * numbers + (math.ceil(n * w_in / 8) if relu else 0)
 
 
 class SketchedLinearFunction(Function):
@@ -180,6 +200,9 @@ class SketchedLinearFunction(Function):
             sk = sketch(a.T, SketchSpec(m=w, n=n, k=opts.rank, seed=opts.seed,
                                         family=opts.family))
             kept = [sk.X, sk.Y, sk.Z]
+        if opts.sketch_dtype is not None:
+            dt = getattr(torch, opts.sketch_dtype)
+            kept = [t.to(dt) for t in kept]
         if opts.relu:
             kept.append(pack_signs(x > 0))
         return (y, *kept)
@@ -204,6 +227,9 @@ class SketchedLinearFunction(Function):
     def backward(ctx, dy: Tensor, *_unused):
         W, *kept = ctx.saved_tensors
         opts = ctx.opts
+        if not ctx.exact and opts.sketch_dtype is not None:
+            factors = 2 if opts.method == "range_finder" else 3
+            kept[:factors] = [t.to(dy.dtype) for t in kept[:factors]]
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         dx = dW = db = None
         if need_x:
@@ -240,6 +266,8 @@ class SketchedLinear(nn.Module):
         activation: None, or ``"relu"`` to apply a fused ReLU to the input first
             (y = relu(x) W^T + b), keeping only the bit-packed signs for it.
         family: test-matrix family (``pinnsketch.sketch.SKETCH_FAMILIES``).
+        sketch_dtype: None, or a float type name the sketch factors are stored in
+            (``"bfloat16"``: half the bytes).
 
     Without gradient (``torch.no_grad``, or nothing requiring grad) it is a plain linear
     layer and keeps nothing. Inputs of any shape (..., in_features) are accepted.
@@ -252,15 +280,17 @@ class SketchedLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  rank: int, method: str = "range_finder", seed: int = 0,
                  activation: str | None = None, family: str = "gaussian",
-                 device=None, dtype=None, _init: bool = True):
+                 sketch_dtype: str | None = None, device=None, dtype=None,
+                 _init: bool = True):
         super().__init__()
-        LinearSketchOptions(rank=rank, method=method, family=family)  # validates
+        LinearSketchOptions(rank=rank, method=method, family=family,
+                            sketch_dtype=sketch_dtype)  # validates
         if activation not in (None, "relu"):
             raise ValueError(f"activation must be None or 'relu', got {activation!r}")
         derive_seeds(seed, 1)  # validates the seed
         self.in_features, self.out_features = in_features, out_features
         self.rank, self.method, self.seed = int(rank), method, int(seed)
-        self.activation, self.family = activation, family
+        self.activation, self.family, self.sketch_dtype = activation, family, sketch_dtype
         self.calls = 0
         kw = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **kw))
@@ -278,12 +308,13 @@ class SketchedLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, rank: int, method: str = "range_finder",
                     seed: int = 0, activation: str | None = None,
-                    family: str = "gaussian") -> SketchedLinear:
+                    family: str = "gaussian", sketch_dtype: str | None = None
+                    ) -> SketchedLinear:
         """A SketchedLinear with a copy of ``linear``'s weight and bias (same dtype, device)."""
         w = linear.weight
         out = cls(linear.in_features, linear.out_features, linear.bias is not None, rank=rank,
                   method=method, seed=seed, activation=activation, family=family,
-                  device=w.device, dtype=w.dtype, _init=False)
+                  sketch_dtype=sketch_dtype, device=w.device, dtype=w.dtype, _init=False)
         with torch.no_grad():
             out.weight.copy_(w)
             if linear.bias is not None:
@@ -299,7 +330,8 @@ class SketchedLinear(nn.Module):
             return F.linear(a, self.weight, self.bias)
         opts = LinearSketchOptions(rank=self.rank, method=self.method,
                                    seed=call_seed(self.seed, self.calls),
-                                   relu=self.activation == "relu", family=self.family)
+                                   relu=self.activation == "relu", family=self.family,
+                                   sketch_dtype=self.sketch_dtype)
         self.calls += 1
         lead = x.shape[:-1]
         out = SketchedLinearFunction.apply(x.reshape(-1, self.in_features), self.weight,
@@ -308,13 +340,15 @@ class SketchedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         act = f", activation={self.activation}" if self.activation else ""
+        dt = f", sketch_dtype={self.sketch_dtype}" if self.sketch_dtype else ""
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, rank={self.rank}, method={self.method}{act}")
+                f"bias={self.bias is not None}, rank={self.rank}, method={self.method}"
+                f"{act}{dt}")
 
 
 def sketchify(model: nn.Module, rank: int, method: str = "range_finder",
               skip_last: bool = True, seed: int = 0, fuse_relu: bool = True,
-              family: str = "gaussian") -> nn.Module:
+              family: str = "gaussian", sketch_dtype: str | None = None) -> nn.Module:
     """A copy of ``model`` with its nn.Linear layers replaced by :class:`SketchedLinear`.
 
     Weights and biases are copied, so outputs are bitwise equal. In every nn.Sequential an
@@ -330,6 +364,7 @@ def sketchify(model: nn.Module, rank: int, method: str = "range_finder",
         seed: base seed; each converted layer gets its own seed derived from it.
         fuse_relu: fuse a preceding nn.ReLU as described.
         family: test-matrix family.
+        sketch_dtype: None or the float type name the sketch factors are stored in.
 
     Returns:
         The converted copy.
@@ -338,7 +373,8 @@ def sketchify(model: nn.Module, rank: int, method: str = "range_finder",
     >>> sketchify(net, rank=2, skip_last=False)[2]
     SketchedLinear(in_features=8, out_features=2, bias=True, rank=2, method=range_finder, activation=relu)
     """
-    LinearSketchOptions(rank=rank, method=method, family=family)  # validates
+    LinearSketchOptions(rank=rank, method=method, family=family,
+                        sketch_dtype=sketch_dtype)  # validates
     model = copy.deepcopy(model)
     targets = [(name, m) for name, m in model.named_modules() if type(m) is nn.Linear]
     if skip_last and targets:
@@ -350,7 +386,8 @@ def sketchify(model: nn.Module, rank: int, method: str = "range_finder",
     for (name, linear), s in zip(targets, seeds, strict=True):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        new = SketchedLinear.from_linear(linear, rank, method, s, family=family)
+        new = SketchedLinear.from_linear(linear, rank, method, s, family=family,
+                                         sketch_dtype=sketch_dtype)
         setattr(parent, child, new)
         converted.add(id(new))
     if fuse_relu:
