@@ -5,7 +5,9 @@ The public API: problems (``Problem``, domains, conditions), configurations, ``s
 
 from pinnsketch._version import __version__
 from pinnsketch.api import SolveResult, load_problem, resume, solve
+from pinnsketch.classification import ClassifyResult, classify
 from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig
+from pinnsketch.control import RankController
 from pinnsketch.pde.conditions import Dirichlet, Initial, Neumann, Periodic
 from pinnsketch.pde.derivatives import Derivatives
 from pinnsketch.pde.domain import Box, interval, rectangle, space_time
@@ -20,4 +22,5 @@ __all__ = [
     "Problem", "EvaluationGrid", "uniform_grid",
     "ModelConfig", "SamplingConfig", "OptimConfig", "RunConfig", "StorageConfig",
     "solve", "resume", "load_problem", "SolveResult", "TrainingDiverged",
+    "classify", "ClassifyResult", "RankController",
 ]

@@ -9,13 +9,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-
-import dataclasses
 
 from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig, to_dict
 from pinnsketch.control import (
@@ -26,8 +25,8 @@ from pinnsketch.control import (
     plan_budget,
     sketch_held_bytes,
 )
-from pinnsketch.pde.derivatives import required_derivatives
 from pinnsketch.memory import cuda_peak_bytes, peak_rss_bytes
+from pinnsketch.pde.derivatives import required_derivatives
 from pinnsketch.pde.problem import Problem
 from pinnsketch.pde.registry import make_problem, resolve_problem
 from pinnsketch.plots import plot_columns, plot_field, plot_history

@@ -1,4 +1,5 @@
-"""Command line: ``pinnsketch list``, ``pinnsketch solve PROBLEM``.
+"""Command line: ``pinnsketch list``, ``pinnsketch solve PROBLEM``, ``pinnsketch classify
+DATASET``, ``pinnsketch fetch DATASET``.
 
 Thin: argv -> the same config objects and the same solve() the notebooks call. Exit codes:
 0 success, 2 bad input, 3 training diverged, 130 interrupted (Ctrl-C, files saved).
@@ -31,6 +32,7 @@ def _rank(text: str) -> int | str | None:
 
 def _build_parser() -> argparse.ArgumentParser:
     from pinnsketch import __version__
+    from pinnsketch.cli_classify import add_classify_parser
     from pinnsketch.storage import SKETCH_METHODS, STORAGE_POLICIES
 
     parser = argparse.ArgumentParser(
@@ -39,6 +41,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pinnsketch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the built-in problems and their PDEs")
+    add_classify_parser(sub)
 
     s = sub.add_parser("solve", help="train a PINN on a problem and write the results",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -62,7 +65,7 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=None, help="Adam learning rate (1e-3)")
     g.add_argument("--lr-decay", type=float, default=None,
                    help="final lr / initial lr, exponential schedule (0.1)")
-    g.add_argument("--lbfgs-steps", type=int, default=None, help="L-BFGS iterations (4000)")
+    g.add_argument("--lbfgs-steps", type=int, default=None, help="L-BFGS iterations (3000)")
     g.add_argument("--lbfgs-dtype", choices=("float32", "float64"), default=None,
                    help="float type of the L-BFGS phase (float64)")
     g.add_argument("--weight", action="append", default=[], metavar="TERM=W",
@@ -101,14 +104,11 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pairs(items: list[str], flag: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
+def _number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not a number") from None
 
 
 def _given(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, object]:
@@ -140,6 +140,7 @@ def _storage_config(args: argparse.Namespace):
 def _cmd_solve(args: argparse.Namespace) -> int:
     from pinnsketch.api import load_problem, resume, solve
     from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig
+    from pinnsketch.pde.registry import parse_param_overrides
 
     if args.resume:
         if args.problem:
@@ -150,13 +151,14 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         return 0
     if not args.problem:
         raise ValueError("name a problem (see 'pinnsketch list') or give --resume DIR")
-    problem = load_problem(args.problem, **_pairs(args.param, "--param"))
+    problem = load_problem(args.problem, **parse_param_overrides(args.param))
     model = ModelConfig(**_given(args, {"width": "width", "depth": "depth",
                                         "activation": "activation"}))
     sampling = SamplingConfig(**_given(args, {
         "collocation": "collocation", "boundary_points": "boundary", "initial_points": "initial",
         "sampler": "method", "resample_every": "resample_every"}))
-    weights = tuple((k, float(v)) for k, v in _pairs(args.weight, "--weight").items())
+    weights = tuple((k, _number(v, f"--weight {k}={v}"))
+                    for k, v in parse_param_overrides(args.weight, "--weight").items())
     optim = OptimConfig(weights=weights, **_given(args, {
         "steps": "steps", "lr": "lr", "lr_decay": "lr_decay", "lbfgs_steps": "lbfgs_steps",
         "lbfgs_dtype": "lbfgs_dtype", "chunk_size": "chunk_size"}))
@@ -182,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from pinnsketch.train import TrainingDiverged
 
+    if args.command in ("classify", "fetch"):
+        from pinnsketch.cli_classify import run_classify
+
+        return run_classify(args)
     try:
         if args.command == "list":
             return _cmd_list()

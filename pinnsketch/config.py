@@ -82,7 +82,7 @@ class OptimConfig:
     steps: int = 5000
     lr: float = 1e-3
     lr_decay: float = 0.1
-    lbfgs_steps: int = 4000
+    lbfgs_steps: int = 3000
     lbfgs_dtype: str = "float64"
     lbfgs_history: int = 50
     weights: tuple[tuple[str, float], ...] = ()

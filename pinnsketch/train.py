@@ -131,7 +131,7 @@ def _check_finite(terms: dict[str, float], where: str) -> None:
     if not math.isfinite(terms["loss"]):
         raise TrainingDiverged(
             f"loss became {terms['loss']} at {where}; restored the last good checkpoint. "
-            "Try a smaller --lr, more collocation points, or float64 (--dtype float64)."
+            "Try a smaller learning rate (--lr) or float64 (--dtype float64)."
         )
 
 

@@ -81,13 +81,13 @@ def resolve_problem(name_or_path: str) -> type[Problem]:
     return load_problem_file(builtins[name_or_path])
 
 
-def parse_param_overrides(items: list[str]) -> dict[str, str]:
-    """["nu=0.005", "L=2"] -> {"nu": "0.005", "L": "2"}."""
+def parse_param_overrides(items: list[str], flag: str = "--param") -> dict[str, str]:
+    """["nu=0.005", "L=2"] -> {"nu": "0.005", "L": "2"}; ``flag`` names the option in errors."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--param expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
         out[key.strip()] = value.strip()
     return out
 

@@ -10,6 +10,7 @@
 - :mod:`~pinnsketch.sketch.monitor`: gradient-norm monitoring from small sketches.
 """
 
+from pinnsketch.sketch.linear import SketchedLinear, sketchify
 from pinnsketch.sketch.methods import SKETCH_METHODS, check_method, held_numel
 from pinnsketch.sketch.monitor import GradientMonitor, exact_norm, exact_stable_rank
 from pinnsketch.sketch.range_finder import (
@@ -43,6 +44,8 @@ __all__ = [
     "SKETCH_FAMILIES",
     "SKETCH_METHODS",
     "GradientMonitor",
+    "SketchedLinear",
+    "sketchify",
     "check_method",
     "exact_norm",
     "exact_stable_rank",

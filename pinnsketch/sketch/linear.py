@@ -44,7 +44,8 @@ from torch import Tensor, nn
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
-from pinnsketch.sketch.range_finder import range_finder
+from pinnsketch.sketch.methods import held_numel
+from pinnsketch.sketch.range_finder import range_finder, truncated_svd
 from pinnsketch.sketch.test_matrices import check_family, derive_seeds
 from pinnsketch.sketch.three_sketch import SketchSpec, ThreeSketch, reconstruct, sketch
 
@@ -52,7 +53,8 @@ __all__ = ["LINEAR_SKETCH_METHODS", "LinearSketchOptions", "SketchedLinearFuncti
            "SketchedLinear", "sketchify", "pack_signs", "unpack_signs", "held_bytes_formula",
            "call_seed", "SKETCH_DTYPES"]
 
-LINEAR_SKETCH_METHODS = ("range_finder", "three_sketch")
+LINEAR_SKETCH_METHODS = ("truncated_svd", "range_finder", "three_sketch")
+_TWO_FACTOR = ("truncated_svd", "range_finder")  # keep a Q (N x k) and Q (w_in x k)
 SKETCH_DTYPES = ("float32", "float64", "bfloat16", "float16")
 _SEED_LIMIT = 2**63
 _BIT_WEIGHTS = tuple(1 << i for i in range(8))
@@ -166,10 +168,7 @@ def held_bytes_formula(n: int, w_in: int, rank: int, method: str = "range_finder
     _check_method(method)
     if rank >= min(n, w_in):
         return itemsize * n * w_in
-    k = rank
-    numbers = k * (n + w_in)
-    if method == "three_sketch":
-        numbers += min(2 * k + 1, n, w_in) ** 2
+    numbers = held_numel(method, n, w_in, rank)
     size = itemsize if sketch_itemsize is None else sketch_itemsize
     return size * numbers + (math.ceil(n * w_in / 8) if relu else 0)
 
@@ -193,8 +192,9 @@ class SketchedLinearFunction(Function):
         n, w = x.shape
         if opts.exact(n, w):
             return (y, a) if opts.relu else (y,)  # without ReLU x itself is saved
-        if opts.method == "range_finder":
-            approx = range_finder(a, opts.rank, opts.seed, opts.family)
+        if opts.method in _TWO_FACTOR:
+            approx = (truncated_svd(a, opts.rank) if opts.method == "truncated_svd"
+                      else range_finder(a, opts.rank, opts.seed, opts.family))
             kept = [approx.coeffs, approx.basis]
         else:
             sk = sketch(a.T, SketchSpec(m=w, n=n, k=opts.rank, seed=opts.seed,
@@ -228,7 +228,7 @@ class SketchedLinearFunction(Function):
         W, *kept = ctx.saved_tensors
         opts = ctx.opts
         if not ctx.exact and opts.sketch_dtype is not None:
-            factors = 2 if opts.method == "range_finder" else 3
+            factors = 2 if opts.method in _TWO_FACTOR else 3
             kept[:factors] = [t.to(dy.dtype) for t in kept[:factors]]
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         dx = dW = db = None
@@ -240,7 +240,7 @@ class SketchedLinearFunction(Function):
         if need_w:
             if ctx.exact:
                 dW = dy.T @ kept[0]
-            elif opts.method == "range_finder":
+            elif opts.method in _TWO_FACTOR:
                 coeffs, basis = kept[0], kept[1]
                 dW = (dy.T @ coeffs) @ basis.T
             else:

@@ -1,0 +1,312 @@
+"""classify(): train an image classifier with exact or sketched linear layers, write a run.
+
+The same generic loop as the PINNs (:func:`pinnsketch.train.train`: Adam with exponential
+learning-rate decay, here ``epochs * batches_per_epoch`` steps and no L-BFGS) and the same
+run directory conventions (:mod:`pinnsketch.results`, atomic writes, summary.json last):
+
+    config.json     the resolved configuration
+    history.csv     one row per step: loss, train accuracy, lr, held bytes; test metrics
+                    at the end of every epoch
+    result.h5       history, test predictions and labels, confusion matrix, model state;
+                    config and summary as JSON attributes
+    history.png     training loss and test accuracy against the step
+    confusion.png   the test confusion matrix
+    checkpoint.pt   model and optimizer state at the last evaluation
+    summary.json    headline figures (test_accuracy, held_bytes_per_point, ...)
+
+>>> import tempfile, torch
+>>> from pinnsketch.data import DATASETS
+>>> g = torch.Generator().manual_seed(0)
+>>> x = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=g)
+>>> y = torch.randint(0, 10, (64,), generator=g)
+>>> r = classify(DATASETS["mnist"], data=((x, y), (x, y)), epochs=1, batch_size=32,
+...              storage="sketch", rank=4, quiet=True)
+>>> sorted(k for k in r.summary if k.startswith("test_"))
+['test_accuracy', 'test_loss']
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pinnsketch.config import OptimConfig, RunConfig, to_dict
+from pinnsketch.data.datasets import DatasetSpec, default_data_dir, get_dataset, load_raw
+from pinnsketch.memory import cuda_peak_bytes, peak_rss_bytes
+from pinnsketch.results import (
+    atomic_write,
+    history_columns,
+    prepare_out_dir,
+    save_checkpoint,
+    write_history_csv,
+    write_json,
+)
+from pinnsketch.tasks.classify import (
+    ClassificationTask,
+    ClassifierConfig,
+    LinearStorage,
+    MinibatchConfig,
+)
+from pinnsketch.train import TrainingDiverged, TrainState, train
+
+__all__ = ["classify", "ClassifyResult", "CLASSIFY_RUN_FILES"]
+
+CLASSIFY_RUN_FILES = ("config.json", "history.csv", "result.h5", "history.png",
+                      "confusion.png", "checkpoint.pt", "summary.json")
+
+
+@dataclass
+class ClassifyResult:
+    """What a run produced: the trained task (model inside), history, summary, directory."""
+
+    task: ClassificationTask
+    history: list[dict[str, Any]]
+    summary: dict[str, Any]
+    out_dir: Path | None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.task.model
+
+
+def classify(dataset: str | DatasetSpec, *, model: str | ClassifierConfig = "mlp",
+             storage: str | LinearStorage = "exact", rank: int | None = None,
+             method: str = "range_finder", sketch_last: bool = False,
+             sketch_dtype: str | None = None, epochs: int = 5,
+             batch_size: int = 128, lr: float = 1e-3, lr_decay: float = 0.1, seed: int = 0,
+             data_dir: str | Path | None = None, verify: bool = True,
+             data: tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+             out: str | Path | None = None, quiet: bool = False, overwrite: bool = False,
+             device: str = "cpu", threads: int = 0) -> ClassifyResult:
+    """Train a classifier on ``dataset`` and (with ``out``) write the run directory.
+
+    Args:
+        dataset: ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"`` or a DatasetSpec.
+        model: ``"mlp"``, ``"cnn"`` or a :class:`ClassifierConfig`.
+        storage: ``"exact"``, ``"sketch"`` or a :class:`LinearStorage` (then ``rank``,
+            ``method`` and ``sketch_last`` must be left at their defaults).
+        rank: sketch rank, required with ``storage="sketch"`` and refused with ``"exact"``.
+        method: ``"range_finder"`` or ``"three_sketch"``.
+        sketch_last: sketch the output layer too.
+        sketch_dtype: None or ``"bfloat16"`` / ``"float16"``: store the sketches in 2-byte
+            floats.
+        epochs, batch_size, lr, lr_decay: Adam for ``epochs * (N_train // batch_size)``
+            steps, the learning rate decaying exponentially to ``lr * lr_decay``.
+        seed: initialisation, shuffles and sketch seeds.
+        data_dir: where the data set lies (default :func:`default_data_dir`).
+        verify: check the md5 of the data files (off only for non-standard fixtures).
+        data: ((train images, labels), (test images, labels)) uint8/int64 tensors instead of
+            reading ``data_dir``.
+        out: run directory (None: write nothing).
+        quiet, overwrite, device, threads: as for PINN runs.
+
+    Returns:
+        :class:`ClassifyResult`.
+
+    Raises:
+        ValueError: a bad configuration, a corrupted data file or a bad output directory
+            (before any training).
+        FileNotFoundError: the data set is missing (the message names the fetch command).
+        TrainingDiverged: the loss became non-finite (files written, status "diverged").
+        KeyboardInterrupt: after writing a consistent run directory (status "interrupted").
+    """
+    spec = get_dataset(dataset)
+    model_cfg = model if isinstance(model, ClassifierConfig) else ClassifierConfig(model=model)
+    if isinstance(storage, LinearStorage):
+        if rank is not None or method != "range_finder" or sketch_last or sketch_dtype:
+            raise ValueError("pass rank, method, sketch_last and sketch_dtype inside the "
+                             "LinearStorage, not beside it")
+        store = storage
+    else:
+        store = LinearStorage(policy=storage, rank=rank, method=method,
+                              sketch_last=sketch_last, seed=seed, sketch_dtype=sketch_dtype)
+    batches = MinibatchConfig(epochs=epochs, batch_size=batch_size)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available on this machine; use cpu")
+    data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    if data is None:
+        train_data = load_raw(spec, data_dir, "train", verify=verify)
+        test_data = load_raw(spec, data_dir, "test", verify=verify)
+    else:
+        train_data, test_data = data
+    if threads:
+        torch.set_num_threads(threads)
+    task = ClassificationTask(spec, train_data, test_data, model_cfg, store, batches,
+                              seed=seed, device=device)
+    optim = OptimConfig(steps=task.total_steps, lr=lr, lr_decay=lr_decay, lbfgs_steps=0)
+    run = RunConfig(seed=seed, device=device, eval_every=task.batches_per_epoch,
+                    out=str(out) if out is not None else None, overwrite=overwrite,
+                    quiet=quiet, threads=threads)
+    config = {
+        "task": "classify",
+        "dataset": {"name": spec.name, "data_dir": str(data_dir) if data is None else None,
+                    "verify": verify, "train_examples": int(train_data[1].shape[0]),
+                    "test_examples": int(test_data[1].shape[0])},
+        "model": to_dict(model_cfg) | {"hidden": list(model_cfg.hidden_widths)},
+        "storage": to_dict(store), "batches": to_dict(batches), "optim": to_dict(optim),
+        "run": to_dict(run),
+    }
+    out_dir = prepare_out_dir(out, overwrite) if out is not None else None
+    if out_dir:
+        write_json(out_dir / "config.json", config)
+
+    def checkpoint(st: TrainState) -> None:
+        if out_dir is None:
+            return
+        save_checkpoint(out_dir / "checkpoint.pt", task.model.state_dict(), st.to_dict(), config)
+        write_history_csv(out_dir / "history.csv", st.history)
+
+    state = TrainState()
+    try:
+        state = train(task, optim, run, state, checkpoint)
+    except (KeyboardInterrupt, TrainingDiverged):
+        _finish(task, config, state, out_dir)
+        raise
+    summary = _finish(task, config, state, out_dir)
+    return ClassifyResult(task, state.history, summary, out_dir)
+
+
+def _finish(task: ClassificationTask, config: dict[str, Any], state: TrainState,
+            out: Path | None) -> dict[str, Any]:
+    metrics = task.evaluate()
+    store = config["storage"]
+    summary: dict[str, Any] = {
+        "dataset": config["dataset"]["name"],
+        "model": config["model"]["model"],
+        "status": state.status,
+        "steps": state.step,
+        "epochs": config["batches"]["epochs"],
+        "batch_size": config["batches"]["batch_size"],
+        "test_accuracy": metrics["test_accuracy"],
+        "test_loss": metrics["test_loss"],
+        "wall_time_s": state.wall_time,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "cuda_peak_bytes": cuda_peak_bytes(task.device),
+        "seed": config["run"]["seed"],
+        "storage": store["policy"],
+        "sketch_rank": store["rank"],
+        "sketch_mode": store["method"] if store["policy"] == "sketch" else None,
+        "sketch_last": store["sketch_last"] if store["policy"] == "sketch" else None,
+        "sketch_dtype": store["sketch_dtype"],
+        "held_bytes": task.held_bytes,
+        "held_bytes_per_point": task.held_bytes_per_point,
+    }
+    if out is None:
+        return summary
+    logits = task.predict(task.test_images)
+    pred = logits.argmax(1)
+    k = task.spec.num_classes
+    confusion = torch.bincount(task.test_labels * k + pred, minlength=k * k).reshape(k, k)
+    write_history_csv(out / "history.csv", state.history)
+    _write_h5(out / "result.h5", state.history, config, summary, task.model.state_dict(),
+              pred.numpy(), task.test_labels.numpy(), confusion.numpy())
+    if state.history:
+        _plot_history(out / "history.png", state.history, summary)
+    _plot_confusion(out / "confusion.png", confusion.numpy(), task.spec.classes, summary)
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _json(obj: dict[str, Any]) -> str:
+    def default(v):
+        if isinstance(v, (np.integer, np.floating)):
+            return v.item()
+        raise TypeError(f"not JSON serializable: {type(v).__name__}")
+    return json.dumps(obj, default=default)
+
+
+def _write_h5(path: Path, history: list[dict[str, Any]], config: dict[str, Any],
+              summary: dict[str, Any], model_state: dict[str, Tensor], predictions: np.ndarray,
+              labels: np.ndarray, confusion: np.ndarray) -> None:
+    import h5py
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["config"] = _json(config)
+            f.attrs["summary"] = _json(summary)
+            f.create_dataset("test_predictions", data=predictions)
+            f.create_dataset("test_labels", data=labels)
+            f.create_dataset("confusion_matrix", data=confusion)
+            h = f.create_group("history")
+            for col in history_columns(history):
+                values = [row.get(col) for row in history]
+                if all(isinstance(v, str) for v in values if v is not None):
+                    h.create_dataset(col, data=np.array([v or "" for v in values], dtype="S"))
+                else:
+                    h.create_dataset(col, data=np.array(
+                        [np.nan if v is None else float(v) for v in values]))
+            m = f.create_group("model_state")
+            for key, v in model_state.items():
+                m.create_dataset(key, data=v.detach().cpu().numpy())
+
+    atomic_write(path, write)
+
+
+def _figure(figsize):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: Path) -> None:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
+
+
+def _title(summary: dict[str, Any]) -> str:
+    store = summary["storage"]
+    if store == "sketch":
+        store = f"sketch {summary['sketch_mode']} rank {summary['sketch_rank']}"
+    return f"{summary['dataset']} {summary['model']}, {store}"
+
+
+def _plot_history(path: Path, history: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    fig = _figure((7.0, 4.5))
+    ax = fig.add_subplot()
+    steps = np.array([row["step"] for row in history], float)
+    loss = np.array([np.nan if row.get("loss") is None else row["loss"] for row in history])
+    ax.semilogy(steps, loss, lw=0.6, alpha=0.5, color="C0", label="training loss (batch)")
+    test = [(row["step"], row["test_loss"], row["test_accuracy"]) for row in history
+            if row.get("test_accuracy") is not None]
+    if test:
+        s, tl, ta = map(np.array, zip(*test))
+        ax.semilogy(s, tl, "o-", color="C1", label="test loss")
+        ax2 = ax.twinx()
+        ax2.plot(s, 100 * ta, "s--", color="C2", label="test accuracy")
+        ax2.set_ylabel("test accuracy (%)")
+        ax2.legend(loc="lower left", fontsize=8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(f"{_title(summary)}: test accuracy {100 * summary['test_accuracy']:.2f}%")
+    _save(fig, path)
+
+
+def _plot_confusion(path: Path, confusion: np.ndarray, classes: tuple[str, ...],
+                    summary: dict[str, Any]) -> None:
+    fig = _figure((6.5, 5.5))
+    ax = fig.add_subplot()
+    image = ax.imshow(confusion, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    k = len(classes)
+    ax.set_xticks(range(k), classes, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(k), classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = confusion.max() if confusion.size else 0
+    for i in range(k):
+        for j in range(k):
+            if confusion[i, j]:
+                ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=6,
+                        color="white" if confusion[i, j] > top / 2 else "black")
+    ax.set_title(f"{_title(summary)}: confusion matrix (test)")
+    _save(fig, path)
