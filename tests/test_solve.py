@@ -157,7 +157,10 @@ def test_list_main(capsys):
     (["solve", "heat", "--sampler", "foo"], r"unknown sampler 'foo'.*sobol"),
     (["solve", "heat", "--param", "nu"], r"--param expects KEY=VALUE.*'nu'"),
     (["solve", "heat", "--param", "nu=0.1"], r"no parameter 'nu'.*alpha, b"),
-    (["solve", "heat", "--sketch-rank", "auto"], r"--sketch-rank auto"),
+    (["solve", "heat", "--memory-budget", "abc"], r"abc"),
+    (["solve", "heat", "--memory-budget", "1KB"], r"--memory-budget needs --storage"),
+    (["solve", "heat", "--storage", "exact", "--memory-budget", "10B"], r"too small"),
+    (["solve", "heat", "--sketch-rank", "auto", "--memory-budget", "100B"], r"too small"),
     (["solve", "heat", "--weight", "foo=1"], r"unknown terms \['foo'\].*pde, boundary, initial"),
     (["solve"], r"name a problem"),
 ])
@@ -415,3 +418,54 @@ def test_chunked_gradient_equals_unchunked(policy):
             assert float((gw - gc).abs().max()) <= ROUNDOFF * scale
         for name in whole:
             assert math.isclose(chunked[name], whole[name], rel_tol=ROUNDOFF)
+
+
+# ----- rank control, memory budget, monitoring (issue 4 integration) -----
+
+def test_sketch_rank_auto_logs_ranks_and_switches_to_exact_for_lbfgs(tmp_path, capsys):
+    out = tmp_path / "auto"
+    argv = ["solve", "heat", "--width", "16", "--depth", "2", "--collocation", "200",
+            "--boundary-points", "10", "--initial-points", "10", "--steps", "60",
+            "--lbfgs-steps", "3", "--eval-every", "20", "--sketch-rank", "auto", "--out",
+            str(out), "--quiet"]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["storage"] == "sketch" and summary["sketch_rank"] == "auto"
+    assert summary["final_ranks"] == [16, 16]  # initial rank 32 clamped to the width
+    assert summary["mean_held_bytes_per_point"] > 0
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    adam = [r for r in rows if r["phase"] == "adam"]
+    assert all(r["rank_1"] == "16" and r["rank_2"] == "16" for r in adam)
+    assert (out / "ranks.png").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert config["controller"]["initial_rank"] == 32
+
+
+def test_memory_budget_reduces_the_batch(tmp_path, capsys):
+    out = tmp_path / "budget"
+    # exact storage of heat (J = 4 components: u, u_x, u_t, u_xx) on 2 x 8 holds
+    # 4 * (2 * 4 * 8 + 2) = 264 bytes per point: 100 points need 26,400 bytes.
+    argv = ["solve", "heat", "--width", "8", "--depth", "2", "--collocation", "1000",
+            "--boundary-points", "10", "--initial-points", "10", "--steps", "3",
+            "--lbfgs-steps", "0", "--storage", "exact", "--memory-budget", "26400B",
+            "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["sampling"]["collocation"] == 100
+    assert "exact storage, 100 collocation points" in config["memory_budget"]["plan"]
+
+
+def test_monitor_columns(tmp_path):
+    out = tmp_path / "monitor"
+    argv = ["solve", "heat", "--width", "8", "--depth", "2", "--collocation", "100",
+            "--boundary-points", "10", "--initial-points", "10", "--steps", "10",
+            "--lbfgs-steps", "0", "--eval-every", "5", "--monitor", "--out", str(out),
+            "--quiet"]
+    assert main(argv) == 0
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(float(r["gnorm_est_1"]) > 0 for r in rows)
+    exact_rows = [r for r in rows if r.get("gnorm_exact_1")]
+    assert len(exact_rows) == 2  # steps 5 and 10
+    assert (out / "monitor.png").exists()
