@@ -71,10 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-steps", type=int, default=1000)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--ema-batches", type=int, default=10)
+    p.add_argument("--methods", nargs="+",
+                   default=["truncated_svd", "range_finder", "three_sketch", "ema:0.9",
+                            "ema:0.99"])
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = p.parse_args(argv)
-    methods = [("truncated_svd", 0.0), ("range_finder", 0.0), ("three_sketch", 0.0),
-               ("ema", 0.9), ("ema", 0.99)]
+    methods = [(m.split(":")[0], float(m.split(":")[1]) if ":" in m else 0.0)
+               for m in args.methods]
     rows = []
     for net in args.nets:
         depth, width = (int(v) for v in net.split("x"))
@@ -112,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(row, flush=True)
     command = "python benchmarks/gradient_fidelity.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
-    print(write_table(rows, args.out, f"gradient_fidelity_{args.problem}", command,
+    stem = f"gradient_fidelity_{args.problem}" + (
+        "" if len(methods) == 5 else "_" + "_".join(m for m, _ in methods))
+    print(write_table(rows, args.out, stem, command,
                       f"Gradient fidelity against exact storage, {args.problem}, "
                       f"{args.points} points, float32, mean of {args.seeds} sketch seeds"))
     return 0

@@ -161,15 +161,19 @@ def range_finder(
     return RangeFinderApprox(coeffs=A @ Q, basis=Q)
 
 
+_GRAM_BLOCK_ROWS = 32768  # float64 copy of at most this many rows of A at a time
+
+
 def truncated_svd(A: Tensor, k: int) -> RangeFinderApprox:
     """The optimal rank-k approximation A_hat = (A V_k) V_k^T of a matrix that exists whole.
 
-    V_k holds the top-k eigenvectors of the w x w Gram matrix A^T A (eigendecomposed in
-    float64), i.e. the top right singular vectors of A, so ||A - A_hat||_F is the
-    Eckart-Young minimum up to the accuracy of the Gram matrix (relative ~ eps ||A||^2 in
-    A's dtype: singular values below ~sqrt(eps) ||A|| are not resolved). One pass over A for
-    A^T A (N w^2 flops), one for A V_k (N w k); no random numbers. At k = w it is exact up
-    to round-off, since V_k is then a full orthonormal basis.
+    V_k holds the top-k eigenvectors of the w x w Gram matrix A^T A, i.e. the top right
+    singular vectors of A, so ||A - A_hat||_F is the Eckart-Young minimum. The Gram matrix
+    is accumulated in float64 over row blocks of A (bounded extra memory), so singular
+    values down to ~1e-8 ||A|| are resolved even for a float32 A (a float32 Gram matrix
+    would lose those below ~3e-4 ||A||). One pass over A for A^T A (N w^2 flops), one for
+    A V_k (N w k); no random numbers. At k = w it is exact up to round-off, since V_k is
+    then a full orthonormal basis.
 
     >>> A = torch.randn(50, 6, dtype=torch.float64) @ torch.randn(6, 8, dtype=torch.float64)
     >>> approx = truncated_svd(A, 6)
@@ -183,7 +187,10 @@ def truncated_svd(A: Tensor, k: int) -> RangeFinderApprox:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(n, w):
         raise ValueError(f"rank k={k!r} must be an int in [1, min(N, w)] = [1, {min(n, w)}] "
                          f"for an activation of shape {tuple(A.shape)}")
-    gram = (A.T @ A).double()
+    gram = torch.zeros(w, w, dtype=torch.float64, device=A.device)
+    for block in A.split(_GRAM_BLOCK_ROWS):
+        b = block.double()
+        gram.addmm_(b.T, b)
     _, vecs = torch.linalg.eigh(gram)  # ascending eigenvalues
     basis = vecs[:, -k:].flip(-1).to(A.dtype)
     return RangeFinderApprox(coeffs=A @ basis, basis=basis)
