@@ -14,25 +14,9 @@ from pathlib import Path
 __all__ = ["main"]
 
 
-def _rank(text: str) -> int | str | None:
-    """--sketch-rank: 'none', 'auto' or a positive integer."""
-    if text == "none":
-        return None
-    if text == "auto":
-        return "auto"
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid --sketch-rank {text!r}: use 'none', 'auto' or a positive integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid --sketch-rank {value}: must be >= 1")
-    return value
-
-
 def _build_parser() -> argparse.ArgumentParser:
     from pinnsketch import __version__
-    from pinnsketch.cli_classify import add_classify_parser
+    from pinnsketch.cli_classify import add_classify_parser, parse_sketch_rank
     from pinnsketch.storage import SKETCH_METHODS, STORAGE_POLICIES
 
     parser = argparse.ArgumentParser(
@@ -75,7 +59,7 @@ def _build_parser() -> argparse.ArgumentParser:
     g = s.add_argument_group("activation storage")
     g.add_argument("--storage", choices=STORAGE_POLICIES, default=None,
                    help="how hidden layers keep what backward needs (default autograd)")
-    g.add_argument("--sketch-rank", type=_rank, default=None,
+    g.add_argument("--sketch-rank", type=parse_sketch_rank, default=None,
                    help="none | auto | N: sketch rank of the hidden layers (N or auto implies "
                         "--storage sketch; auto: a controller follows the residual trend)")
     g.add_argument("--sketch-method", choices=SKETCH_METHODS, default=None,

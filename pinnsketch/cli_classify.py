@@ -18,15 +18,15 @@ __all__ = ["add_classify_parser", "run_classify"]
 _DATASETS = ("mnist", "fashion-mnist", "cifar10")  # checked against the registry in a test
 
 
-def _rank(text: str) -> int | str | None:
-    """--sketch-rank: 'none', 'auto' or a positive integer."""
+def parse_sketch_rank(text: str) -> int | str | None:
+    """--sketch-rank (both commands): 'none', 'auto' or a positive integer."""
     if text in ("none", "auto"):
         return None if text == "none" else "auto"
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"invalid --sketch-rank {text!r}: use 'none' or a positive integer") from None
+            f"invalid --sketch-rank {text!r}: use 'none', 'auto' or a positive integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"invalid --sketch-rank {value}: must be >= 1")
     return value
@@ -50,7 +50,7 @@ def add_classify_parser(subparsers) -> None:
     c.add_argument("--storage", choices=CLASSIFY_STORAGE, default=None,
                    help="what the linear layers keep for backward (default exact; "
                    "--sketch-rank N implies sketch)")
-    c.add_argument("--sketch-rank", type=_rank, default=None,
+    c.add_argument("--sketch-rank", type=parse_sketch_rank, default=None,
                    help="none | N: sketch rank of the linear layers")
     c.add_argument("--sketch-method", choices=LINEAR_SKETCH_METHODS, default="range_finder",
                    help="which low-rank sketch stores the layer inputs (default range_finder)")
