@@ -27,7 +27,6 @@ run directory conventions (:mod:`pinnsketch.results`, atomic writes, summary.jso
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,13 +38,13 @@ from torch import Tensor
 from pinnsketch.config import OptimConfig, RunConfig, to_dict
 from pinnsketch.data.datasets import DatasetSpec, default_data_dir, get_dataset, load_raw
 from pinnsketch.memory import cuda_peak_bytes, peak_rss_bytes
+from pinnsketch.plots import new_figure, save_png
 from pinnsketch.results import (
-    atomic_write,
-    history_columns,
     prepare_out_dir,
     save_checkpoint,
     write_history_csv,
     write_json,
+    write_run_h5,
 )
 from pinnsketch.tasks.classify import (
     ClassificationTask,
@@ -213,52 +212,13 @@ def _finish(task: ClassificationTask, config: dict[str, Any], state: TrainState,
     return summary
 
 
-def _json(obj: dict[str, Any]) -> str:
-    def default(v):
-        if isinstance(v, (np.integer, np.floating)):
-            return v.item()
-        raise TypeError(f"not JSON serializable: {type(v).__name__}")
-    return json.dumps(obj, default=default)
-
-
 def _write_h5(path: Path, history: list[dict[str, Any]], config: dict[str, Any],
               summary: dict[str, Any], model_state: dict[str, Tensor], predictions: np.ndarray,
               labels: np.ndarray, confusion: np.ndarray) -> None:
-    import h5py
-
-    def write(tmp: Path) -> None:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["config"] = _json(config)
-            f.attrs["summary"] = _json(summary)
-            f.create_dataset("test_predictions", data=predictions)
-            f.create_dataset("test_labels", data=labels)
-            f.create_dataset("confusion_matrix", data=confusion)
-            h = f.create_group("history")
-            for col in history_columns(history):
-                values = [row.get(col) for row in history]
-                if all(isinstance(v, str) for v in values if v is not None):
-                    h.create_dataset(col, data=np.array([v or "" for v in values], dtype="S"))
-                else:
-                    h.create_dataset(col, data=np.array(
-                        [np.nan if v is None else float(v) for v in values]))
-            m = f.create_group("model_state")
-            for key, v in model_state.items():
-                m.create_dataset(key, data=v.detach().cpu().numpy())
-
-    atomic_write(path, write)
-
-
-def _figure(figsize):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, dpi=110)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path: Path) -> None:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
+    write_run_h5(path, attrs={"config": config, "summary": summary},
+                 datasets={"test_predictions": predictions, "test_labels": labels,
+                           "confusion_matrix": confusion},
+                 history=history, model_state=model_state)
 
 
 def _title(summary: dict[str, Any]) -> str:
@@ -269,7 +229,7 @@ def _title(summary: dict[str, Any]) -> str:
 
 
 def _plot_history(path: Path, history: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-    fig = _figure((7.0, 4.5))
+    fig = new_figure((7.0, 4.5))
     ax = fig.add_subplot()
     steps = np.array([row["step"] for row in history], float)
     loss = np.array([np.nan if row.get("loss") is None else row["loss"] for row in history])
@@ -288,12 +248,12 @@ def _plot_history(path: Path, history: list[dict[str, Any]], summary: dict[str, 
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(f"{_title(summary)}: test accuracy {100 * summary['test_accuracy']:.2f}%")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _plot_confusion(path: Path, confusion: np.ndarray, classes: tuple[str, ...],
                     summary: dict[str, Any]) -> None:
-    fig = _figure((6.5, 5.5))
+    fig = new_figure((6.5, 5.5))
     ax = fig.add_subplot()
     image = ax.imshow(confusion, cmap="Blues")
     fig.colorbar(image, ax=ax)
@@ -309,4 +269,4 @@ def _plot_confusion(path: Path, confusion: np.ndarray, classes: tuple[str, ...],
                 ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=6,
                         color="white" if confusion[i, j] > top / 2 else "black")
     ax.set_title(f"{_title(summary)}: confusion matrix (test)")
-    _save(fig, path)
+    save_png(fig, path)

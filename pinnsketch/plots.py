@@ -14,10 +14,10 @@ import numpy as np
 
 from pinnsketch.results import atomic_write
 
-__all__ = ["plot_field", "plot_history", "plot_columns"]
+__all__ = ["plot_field", "plot_history", "plot_columns", "new_figure", "save_png"]
 
 
-def _figure(figsize=(6.0, 4.0)):
+def new_figure(figsize=(6.0, 4.0)):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -26,7 +26,7 @@ def _figure(figsize=(6.0, 4.0)):
     return fig
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path) -> None:
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
 
 
@@ -38,7 +38,7 @@ def plot_field(path: Path, names: tuple[str, ...], axes: list[np.ndarray], value
         mid = values.shape[-1] // 2
         title = f"{title} ({names[-1]} = {axes[-1][mid]:.3g})"
         values, axes, names = values[..., mid], axes[:-1], names[:-1]
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     if values.ndim == 1:
         ax.plot(axes[0], values)
@@ -50,12 +50,12 @@ def plot_field(path: Path, names: tuple[str, ...], axes: list[np.ndarray], value
         ax.set_xlabel(names[1])
         ax.set_ylabel(names[0])
     ax.set_title(title)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_history(path: Path, history: list[dict[str, Any]], term_names: tuple[str, ...]) -> None:
     """Loss terms and L2 error against the iteration count (log scale)."""
-    fig = _figure((7.0, 4.5))
+    fig = new_figure((7.0, 4.5))
     ax = fig.add_subplot()
     steps = np.array([row["step"] for row in history], dtype=float)
     for name in ("loss",) + tuple(term_names):
@@ -74,7 +74,7 @@ def plot_history(path: Path, history: list[dict[str, Any]], term_names: tuple[st
     ax.set_xlabel("iteration")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_columns(path: Path, history: list[dict[str, Any]], prefix: str, title: str,
@@ -86,7 +86,7 @@ def plot_columns(path: Path, history: list[dict[str, Any]], prefix: str, title: 
     cols = sorted({k for row in history for k in row if k.startswith(prefix)})
     if not cols:
         return
-    fig = _figure((7.0, 4.5))
+    fig = new_figure((7.0, 4.5))
     ax = fig.add_subplot()
     for col in cols:
         pts = [(row["step"], row[col]) for row in history if row.get(col) is not None]
@@ -101,4 +101,4 @@ def plot_columns(path: Path, history: list[dict[str, Any]], prefix: str, title: 
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(True, alpha=0.3)
-    _save(fig, path)
+    save_png(fig, path)

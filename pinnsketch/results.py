@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 __all__ = ["prepare_out_dir", "atomic_write", "write_json", "read_json", "write_history_csv",
-           "save_checkpoint", "load_checkpoint", "write_result_h5", "CHECKPOINT_FORMAT"]
+           "save_checkpoint", "load_checkpoint", "write_result_h5", "write_run_h5",
+           "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "pinnsketch-checkpoint/1"
 RUN_FILES = ("config.json", "history.csv", "result.h5", "solution.png", "reference.png",
@@ -153,29 +154,18 @@ def load_checkpoint(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def write_result_h5(path: Path, *, grid_names: tuple[str, ...], grid_axes: list[np.ndarray],
-                    points: np.ndarray, solution: np.ndarray, reference: np.ndarray | None,
-                    history: list[dict[str, Any]], config: dict[str, Any],
-                    summary: dict[str, Any], model_state: dict[str, torch.Tensor]) -> None:
-    """HDF5 with datasets points, solution, reference, abs_error (grid-shaped), grid axes,
-    history columns, model state, and config/summary as JSON attributes."""
+def write_run_h5(path: Path, *, attrs: dict[str, Any], datasets: dict[str, np.ndarray],
+                 history: list[dict[str, Any]], model_state: dict[str, torch.Tensor]) -> None:
+    """HDF5 of a run: ``datasets`` (a "/" in a name makes groups), ``history/<column>``,
+    ``model_state/<tensor>``, and ``attrs`` (dicts stored as JSON strings)."""
     import h5py
-
-    shape = tuple(len(a) for a in grid_axes)
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
-            f.attrs["config"] = json.dumps(_jsonable(config))
-            f.attrs["summary"] = json.dumps(_jsonable(summary))
-            f.attrs["coordinates"] = ",".join(grid_names)
-            g = f.create_group("grid")
-            for name, axis in zip(grid_names, grid_axes):
-                g.create_dataset(name, data=axis)
-            f.create_dataset("points", data=points)
-            f.create_dataset("solution", data=solution.reshape(shape))
-            if reference is not None:
-                f.create_dataset("reference", data=reference.reshape(shape))
-                f.create_dataset("abs_error", data=np.abs(solution - reference).reshape(shape))
+            for key, value in attrs.items():
+                f.attrs[key] = json.dumps(_jsonable(value)) if isinstance(value, dict) else value
+            for name, data in datasets.items():
+                f.create_dataset(name, data=data)
             h = f.create_group("history")
             for col in history_columns(history):
                 values = [row.get(col) for row in history]
@@ -189,3 +179,20 @@ def write_result_h5(path: Path, *, grid_names: tuple[str, ...], grid_axes: list[
                 m.create_dataset(k, data=v.detach().cpu().numpy())
 
     atomic_write(path, write)
+
+
+def write_result_h5(path: Path, *, grid_names: tuple[str, ...], grid_axes: list[np.ndarray],
+                    points: np.ndarray, solution: np.ndarray, reference: np.ndarray | None,
+                    history: list[dict[str, Any]], config: dict[str, Any],
+                    summary: dict[str, Any], model_state: dict[str, torch.Tensor]) -> None:
+    """A PINN run's HDF5: points, solution, reference, abs_error (grid-shaped), grid axes,
+    history columns, model state, and config/summary as JSON attributes."""
+    shape = tuple(len(a) for a in grid_axes)
+    datasets = {f"grid/{name}": axis for name, axis in zip(grid_names, grid_axes)}
+    datasets.update(points=points, solution=solution.reshape(shape))
+    if reference is not None:
+        datasets.update(reference=reference.reshape(shape),
+                        abs_error=np.abs(solution - reference).reshape(shape))
+    write_run_h5(path, attrs={"config": config, "summary": summary,
+                              "coordinates": ",".join(grid_names)},
+                 datasets=datasets, history=history, model_state=model_state)
