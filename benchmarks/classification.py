@@ -35,7 +35,7 @@ COLS = ["dataset", "model", "storage", "method", "rank", "sketch_last", "sketch_
         "held_B_per_example", "ratio_to_exact", "wall_time_s"]
 CONFIGS = ["exact", "rf:4", "rf:8", "rf:16", "rf:32", "rf:full", "ts:16", "ts:32",
            "rf:16:last", "rf:32:last", "rf:16:last:bf16", "rf:32:last:bf16"]
-_METHODS = {"rf": "range_finder", "ts": "three_sketch"}
+_METHODS = {"svd": "truncated_svd", "rf": "range_finder", "ts": "three_sketch"}
 
 
 def parse_config(text: str) -> dict:
@@ -46,7 +46,7 @@ def parse_config(text: str) -> dict:
     method, rank, flags = parts[0], parts[1] if len(parts) > 1 else "", parts[2:]
     if method not in _METHODS or (rank != "full" and not rank.isdigit()) or \
             set(flags) - {"last", "bf16"}:
-        raise ValueError(f"bad config {text!r}: use exact or rf|ts:RANK|full[:last][:bf16]")
+        raise ValueError(f"bad config {text!r}: use exact or svd|rf|ts:RANK|full[:last][:bf16]")
     return {"storage": "sketch", "method": _METHODS[method], "rank": rank,
             "sketch_last": "last" in flags, "sketch_dtype": "bfloat16" if "bf16" in flags else None}
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--configs", nargs="+", default=CONFIGS,
-                   help="exact or rf|ts:RANK|full[:last][:bf16] (last: sketch the output "
+                   help="exact or svd|rf|ts:RANK|full[:last][:bf16] (last: sketch the output "
                    "layer too; bf16: store the sketches in bfloat16)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "classification"))
     args = p.parse_args(argv)
