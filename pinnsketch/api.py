@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from pinnsketch.pde.problem import Problem
 from pinnsketch.pde.registry import make_problem, resolve_problem
 from pinnsketch.plots import plot_columns, plot_field, plot_history
 from pinnsketch.results import (
+    RunResult,
     load_checkpoint,
     prepare_out_dir,
     read_json,
@@ -57,18 +57,7 @@ def load_problem(name_or_path: str, **params: Any) -> Problem:
     return make_problem(resolve_problem(name_or_path), params)
 
 
-@dataclass
-class SolveResult:
-    """What a run produced: the trained task (model inside), history, summary, directory."""
-
-    task: PINNTask
-    history: list[dict[str, Any]]
-    summary: dict[str, Any]
-    out_dir: Path | None
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self.task.model
+SolveResult = RunResult  # trained task, history, summary, run directory
 
 
 def _config_dict(problem: Problem, source: str | None, model: ModelConfig,

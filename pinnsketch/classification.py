@@ -27,7 +27,6 @@ run directory conventions (:mod:`pinnsketch.results`, atomic writes, summary.jso
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from pinnsketch.data.datasets import DatasetSpec, default_data_dir, get_dataset,
 from pinnsketch.memory import cuda_peak_bytes, peak_rss_bytes
 from pinnsketch.plots import new_figure, save_png
 from pinnsketch.results import (
+    RunResult,
     prepare_out_dir,
     save_checkpoint,
     write_history_csv,
@@ -60,18 +60,7 @@ CLASSIFY_RUN_FILES = ("config.json", "history.csv", "result.h5", "history.png",
                       "confusion.png", "checkpoint.pt", "summary.json")
 
 
-@dataclass
-class ClassifyResult:
-    """What a run produced: the trained task (model inside), history, summary, directory."""
-
-    task: ClassificationTask
-    history: list[dict[str, Any]]
-    summary: dict[str, Any]
-    out_dir: Path | None
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self.task.model
+ClassifyResult = RunResult  # trained task, history, summary, run directory
 
 
 def classify(dataset: str | DatasetSpec, *, model: str | ClassifierConfig = "mlp",

@@ -166,26 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    from pinnsketch.train import TrainingDiverged
-
     if args.command in ("classify", "fetch"):
         from pinnsketch.cli_classify import run_classify
 
         return run_classify(args)
-    try:
-        if args.command == "list":
-            return _cmd_list()
-        return _cmd_solve(args)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        print(f"pinnsketch: error: {exc}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as exc:
-        print(f"pinnsketch: training diverged: {exc}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("pinnsketch: interrupted; checkpoint and partial results saved "
-              "(continue with --resume DIR)", file=sys.stderr)
-        return 130
+    from pinnsketch.cli_classify import exit_code_of
+
+    if args.command == "list":
+        return exit_code_of(_cmd_list)
+    return exit_code_of(lambda: _cmd_solve(args), " (continue with --resume DIR)")
 
 
 if __name__ == "__main__":

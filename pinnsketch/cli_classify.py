@@ -129,14 +129,13 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_classify(args: argparse.Namespace) -> int:
-    """Run ``classify`` or ``fetch`` (by ``args.command``); returns the exit code."""
+def exit_code_of(command, interrupt_hint: str = "") -> int:
+    """Run ``command()`` and map its outcome to the CLI's exit codes, one place for every
+    subcommand: 0 ok, 2 bad input, 3 training diverged, 130 interrupted (files saved)."""
     from pinnsketch.train import TrainingDiverged
 
     try:
-        if args.command == "fetch":
-            return _cmd_fetch(args)
-        return _cmd_classify(args)
+        return command()
     except (ValueError, FileNotFoundError, OSError) as exc:
         print(f"pinnsketch: error: {exc}", file=sys.stderr)
         return 2
@@ -144,5 +143,12 @@ def run_classify(args: argparse.Namespace) -> int:
         print(f"pinnsketch: training diverged: {exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        print("pinnsketch: interrupted; checkpoint and partial results saved", file=sys.stderr)
+        print(f"pinnsketch: interrupted; checkpoint and partial results saved{interrupt_hint}",
+              file=sys.stderr)
         return 130
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    """Run ``classify`` or ``fetch`` (by ``args.command``); returns the exit code."""
+    return exit_code_of(lambda: _cmd_fetch(args) if args.command == "fetch"
+                        else _cmd_classify(args))

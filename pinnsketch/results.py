@@ -22,17 +22,33 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["prepare_out_dir", "atomic_write", "write_json", "read_json", "write_history_csv",
+__all__ = ["RunResult", "prepare_out_dir", "atomic_write", "write_json", "read_json",
+           "write_history_csv",
            "save_checkpoint", "load_checkpoint", "write_result_h5", "write_run_h5",
            "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "pinnsketch-checkpoint/1"
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the trained task (model inside), history, summary, directory."""
+
+    task: Any
+    history: list[dict[str, Any]]
+    summary: dict[str, Any]
+    out_dir: Path | None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.task.model
 RUN_FILES = ("config.json", "history.csv", "result.h5", "solution.png", "reference.png",
              "error.png", "history.png", "checkpoint.pt", "summary.json")
 
