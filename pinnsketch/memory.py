@@ -22,9 +22,11 @@ import torch
 from torch import Tensor
 
 from pinnsketch.sketch import check_method, held_numel
+from pinnsketch.sketch.quantize import QUANT_BLOCK_ROWS, quant8_numbytes
 
 __all__ = ["HeldBytes", "held_bytes", "peak_rss_bytes", "cuda_peak_bytes",
-           "expected_exact_bytes", "expected_sketch_bytes"]
+           "expected_exact_bytes", "expected_sketch_bytes", "expected_quant8_bytes",
+           "expected_projection_bytes"]
 
 
 def _storage_key(t: Tensor) -> tuple[int, int] | None:
@@ -161,3 +163,39 @@ def expected_sketch_bytes(mlp, plan, n_points: int, itemsize: int,
         for j in range(plan.num_components):
             total += n * w if (exact_value and j == 0) else per
     return itemsize * total
+
+
+def expected_quant8_bytes(mlp, plan, n_points: int, itemsize: int,
+                          block_rows: int = QUANT_BLOCK_ROWS) -> int:
+    """Held bytes of the ``quant8`` policy: per hidden layer and jet component N w one-byte
+    codes plus 2 ceil(N / block_rows) w range numbers, plus N d numbers (the points).
+
+    >>> from pinnsketch.model import MLP
+    >>> from pinnsketch.storage import JetPlan
+    >>> net = MLP((0.0, 0.0), (1.0, 1.0), width=10, depth=3)
+    >>> expected_quant8_bytes(net, JetPlan.from_keys([(0,), (1,), (0, 0)], 2), 100, 4)
+    13760
+    """
+    n = n_points
+    per = sum(quant8_numbytes(n, w, itemsize, block_rows) for w in _hidden_widths(mlp))
+    return plan.num_components * per + itemsize * n * plan.dim
+
+
+def expected_projection_bytes(mlp, plan, n_points: int, itemsize: int,
+                              rank: int | tuple[int, ...]) -> int:
+    """Held bytes of the ``projection`` policy: per hidden layer and jet component N k numbers
+    (k = min(rank, w)), plus N d (the points).
+
+    >>> from pinnsketch.model import MLP
+    >>> from pinnsketch.storage import JetPlan
+    >>> net = MLP((0.0, 0.0), (1.0, 1.0), width=10, depth=3)
+    >>> expected_projection_bytes(net, JetPlan.from_keys([(0,), (1,), (0, 0)], 2), 100, 4, 3)
+    15200
+    """
+    widths = _hidden_widths(mlp)
+    ranks = tuple(rank) if isinstance(rank, (tuple, list)) else (rank,) * len(widths)
+    if len(ranks) != len(widths):
+        raise ValueError(f"{len(ranks)} ranks for {len(widths)} hidden layers")
+    n = n_points
+    numbers = sum(plan.num_components * n * min(r, w) for w, r in zip(widths, ranks, strict=True))
+    return itemsize * (numbers + n * plan.dim)

@@ -13,6 +13,7 @@ Plain floats and ints only: nothing here knows PDEs, modules or tensors.
 
 from pinnsketch.control.budget import (
     BudgetPlan,
+    compressed_held_bytes,
     exact_held_bytes,
     exact_points_within,
     format_bytes,
@@ -34,6 +35,7 @@ __all__ = [
     "RankController",
     "RankState",
     "RankStats",
+    "compressed_held_bytes",
     "exact_held_bytes",
     "exact_points_within",
     "format_bytes",

@@ -12,7 +12,10 @@ s = min(2k + 1, N, w):
 - ``three_sketch`` and ``ema``: k (w + N) + s^2 numbers;
 - exact storage (and component 0 under ``exact_value``): N w numbers;
 
-plus N d for the points, all times the item size.
+plus N d for the points, all times the item size. The compressed baselines
+(:func:`compressed_held_bytes`): ``quant8`` keeps N w one-byte codes and 2 ceil(N / 256) w
+range numbers per component, ``projection`` N min(rank, w) numbers per component; neither is
+planned by :func:`plan_budget` (it plans sketch ranks).
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from pinnsketch.sketch.methods import check_method, held_numel
+from pinnsketch.sketch.quantize import quant8_numbytes
 
-__all__ = ["BudgetPlan", "exact_held_bytes", "exact_points_within", "format_bytes",
-           "parse_bytes", "plan_budget", "sketch_held_bytes"]
+__all__ = ["BudgetPlan", "compressed_held_bytes", "exact_held_bytes", "exact_points_within",
+           "format_bytes", "parse_bytes", "plan_budget", "sketch_held_bytes"]
 
 
 _UNITS = {
@@ -143,6 +147,42 @@ def sketch_held_bytes(n_points: int, widths: Sequence[int], ranks: int | Sequenc
         per = held_numel(method, n, w, _check_pos_int("rank", r))
         total += (num_components - 1) * per + (n * w if exact_value else per)
     return itemsize * total
+
+
+def compressed_held_bytes(policy: str, n_points: int, widths: Sequence[int],
+                          num_components: int, input_dim: int, itemsize: int,
+                          rank: int | Sequence[int] | None = None) -> int:
+    """Held bytes of ``quant8`` or ``projection`` storage at N points.
+
+    Same value as :func:`pinnsketch.memory.expected_quant8_bytes` and
+    :func:`~pinnsketch.memory.expected_projection_bytes` (formulas in the module docstring).
+
+    Raises:
+        ValueError: another policy, a rank given to ``quant8`` or missing for ``projection``.
+
+    >>> compressed_held_bytes("quant8", 100, (10, 10, 10), 4, 2, 4)
+    13760
+    >>> compressed_held_bytes("projection", 100, (10, 10, 10), 4, 2, 4, rank=3)
+    15200
+    """
+    widths = _check_common(widths, num_components, input_dim, itemsize)
+    n = _check_pos_int("n_points", n_points)
+    if policy == "quant8":
+        if rank is not None:
+            raise ValueError(f"quant8 has no rank, got rank={rank!r}; drop it")
+        per = sum(quant8_numbytes(n, w, itemsize) for w in widths)
+        return num_components * per + itemsize * n * input_dim
+    if policy != "projection":
+        raise ValueError(f"compressed_held_bytes covers 'quant8' and 'projection', not "
+                         f"{policy!r}; use exact_held_bytes or sketch_held_bytes")
+    if rank is None:
+        raise ValueError("projection needs a rank (the projected width), e.g. rank=16")
+    ranks = tuple(rank) if isinstance(rank, (tuple, list)) else (rank,) * len(widths)
+    if len(ranks) != len(widths):
+        raise ValueError(f"{len(ranks)} ranks for {len(widths)} hidden layers; give one each")
+    numbers = sum(num_components * n * min(_check_pos_int("rank", r), w)
+                  for w, r in zip(widths, ranks, strict=True))
+    return itemsize * (numbers + n * input_dim)
 
 
 def exact_points_within(budget_bytes: int, widths: Sequence[int], num_components: int,

@@ -2,7 +2,7 @@
 
 - :mod:`~pinnsketch.storage.jets`: jet plans and jet propagation (pure torch).
 - :mod:`~pinnsketch.storage.functions`: the fused custom autograd Functions (the only code
-  touching ctx).
+  touching ctx), exact, sketched, or compressed (``quant8``, ``projection``).
 - :mod:`~pinnsketch.storage.engines`: :class:`StorageConfig`, :func:`make_engine`.
 """
 
@@ -14,11 +14,15 @@ from pinnsketch.storage.engines import (
     make_engine,
 )
 from pinnsketch.storage.functions import (
+    COMPRESSORS,
     ActLinear,
+    CompressedActLinear,
+    CompressOptions,
     InputLinear,
     SketchedActLinear,
     SketchOptions,
     act_linear,
+    compressed_act_linear,
     input_linear,
     sketched_act_linear,
 )
@@ -31,9 +35,12 @@ from pinnsketch.storage.jets import (
 )
 
 __all__ = [
+    "COMPRESSORS",
     "SKETCH_METHODS",
     "STORAGE_POLICIES",
     "ActLinear",
+    "CompressOptions",
+    "CompressedActLinear",
     "Engine",
     "InputLinear",
     "JetPlan",
@@ -43,6 +50,7 @@ __all__ = [
     "act_linear",
     "activation_jets",
     "activation_jets_vjp",
+    "compressed_act_linear",
     "input_jets",
     "input_linear",
     "jet_forward_reference",

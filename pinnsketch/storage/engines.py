@@ -11,6 +11,17 @@ kept for backward.
   values are exact; the parameter gradient is approximate (exact at full rank).
 - ``checkpoint``: the plain jet forward under ``torch.utils.checkpoint`` over the whole
   network: keeps only the inputs, recomputes everything in backward. Exact gradients.
+- ``quant8``: as ``exact``, but each hidden layer keeps its pre-activation jets as 8-bit
+  codes with stochastic rounding, per jet component, row block and column (ActNN-style,
+  :mod:`pinnsketch.sketch.quantize`): about 1/4 of ``exact``'s bytes in float32. Unbiased
+  reconstruction; approximate gradients. No rank.
+- ``projection``: as ``exact``, but each hidden layer keeps a one-sided random projection
+  Z[j] R (N x k) of each jet component along the features (RAD/EXACT style,
+  :mod:`pinnsketch.sketch.projection`), R (w x k) regenerated from a seed, E[R R^T] = I;
+  restored as Z[j] R R^T. ``rank`` is k (clamped to the width). Approximate gradients.
+
+``quant8`` and ``projection`` are baselines for the sketches at equal held bytes; they draw
+fresh noise (rounding noise, R) at every forward call from (seed, call).
 
 Jet policies carry derivative orders <= 2.
 """
@@ -35,8 +46,10 @@ from pinnsketch.pde.derivatives import (
 from pinnsketch.pde.domain import Box
 from pinnsketch.sketch import SKETCH_METHODS, check_family, check_method, relative_error
 from pinnsketch.storage.functions import (
+    CompressOptions,
     SketchOptions,
     act_linear,
+    compressed_act_linear,
     input_linear,
     sketch_approximations,
     sketched_act_linear,
@@ -45,7 +58,8 @@ from pinnsketch.storage.jets import JetPlan, jet_forward_reference
 
 __all__ = ["STORAGE_POLICIES", "SKETCH_METHODS", "StorageConfig", "Engine", "make_engine"]
 
-STORAGE_POLICIES = ("autograd", "exact", "sketch", "checkpoint")
+STORAGE_POLICIES = ("autograd", "exact", "sketch", "checkpoint", "quant8", "projection")
+_RANKED = ("sketch", "projection")  # the policies that take a rank
 
 _SEED_LIMIT = 2**63
 AUTO_INITIAL_RANK = 32
@@ -65,12 +79,15 @@ class StorageConfig:
             layer, or ``"auto"`` (a rank controller chooses, ``--sketch-rank auto``);
             required for ``policy="sketch"``, refused otherwise. A rank above
             min(N, width) is clamped to it at run time (full rank: exact reconstruction).
+            For ``policy="projection"`` (required there, no ``"auto"``) the projected
+            width k, clamped to the width.
         method: one of :data:`SKETCH_METHODS` (``sketch`` only).
-        family: test-matrix family, one of ``pinnsketch.sketch.SKETCH_FAMILIES``.
+        family: test-matrix family, one of ``pinnsketch.sketch.SKETCH_FAMILIES`` (the
+            sketch's test matrices, or the projection's R).
         beta: EMA weight of the past, 0 <= beta < 1 (``method="ema"`` only).
         exact_value: keep the value jet exactly, sketch only the derivative jets.
-        seed: base seed in [0, 2**63); each forward call derives fresh sketch seeds from it
-            and a call counter (deterministic).
+        seed: base seed in [0, 2**63); each forward call derives fresh sketch (rounding,
+            projection) seeds from it and a call counter (deterministic).
         measure_error: measure each layer's exact relative sketch error at forward time
             (``engine.last_sketch_errors``); costs a reconstruction per layer and call.
 
@@ -79,10 +96,10 @@ class StorageConfig:
 
     >>> StorageConfig(policy="sketch", rank=32).method
     'truncated_svd'
-    >>> StorageConfig(policy="fast")
+    >>> StorageConfig(policy="fast")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: unknown storage policy 'fast'; valid policies: autograd, exact, sketch, checkpoint
+    ValueError: unknown storage policy 'fast'; valid policies: autograd, exact, sketch, ...
     """
 
     policy: str = "autograd"
@@ -128,12 +145,15 @@ class StorageConfig:
                 if v < 1:
                     raise ValueError(f"rank={rank!r}: every rank must be >= 1 (a sketch keeps "
                                      "at least one direction); e.g. rank=32")
-            if self.policy != "sketch":
-                raise ValueError(f"rank={rank!r} is used only by policy='sketch', not "
-                                 f"{self.policy!r}; drop rank or set policy='sketch'")
-        elif self.policy == "sketch" and self.rank != "auto":
-            raise ValueError("policy='sketch' needs a rank: StorageConfig(policy='sketch', "
-                             "rank=32), or a tuple with one rank per hidden layer")
+            if self.policy not in _RANKED:
+                why = " (8-bit codes have no rank)" if self.policy == "quant8" else ""
+                raise ValueError(f"rank={rank!r} is used only by policy='sketch' or "
+                                 f"'projection', not {self.policy!r}{why}; drop rank or set "
+                                 "policy='sketch'")
+        elif self.policy in _RANKED and self.rank != "auto":
+            raise ValueError(f"policy={self.policy!r} needs a rank: StorageConfig(policy="
+                             f"{self.policy!r}, rank=32), or a tuple with one rank per hidden "
+                             "layer")
         if self.policy != "sketch":
             for name in ("exact_value", "measure_error"):
                 if getattr(self, name):
@@ -232,6 +252,21 @@ class Engine:
         k = min(self._ranks[layer], n_points, width)
         return SketchOptions(cfg.method, k, seeds, cfg.family, cfg.exact_value, cfg.beta)
 
+    def compress_options(self, layer: int, n_points: int, call: int | None = None
+                         ) -> CompressOptions:
+        """The :class:`CompressOptions` of hidden layer ``layer`` (0-based) at forward ``call``
+        (``quant8`` and ``projection``); the projection rank is clamped to the width."""
+        cfg = self.config
+        call = self.calls if call is None else call
+        J = self.plan.num_components
+        width = self.mlp.layers[layer].out_features
+        seeds = _call_seeds(cfg.seed, call, self.mlp.depth * J)[layer * J:(layer + 1) * J]
+        rank = 0
+        if cfg.policy == "projection":
+            rank = cfg.rank[layer] if isinstance(cfg.rank, tuple) else cfg.rank
+            rank = min(int(rank), width)
+        return CompressOptions(cfg.policy, seeds, rank, cfg.family)
+
     def __call__(self, points: Points) -> Derivatives:
         """Derivatives of the network at ``points`` (N, d)."""
         if points.dim() != 2 or points.shape[1] != self.domain.dim:
@@ -249,6 +284,12 @@ class Engine:
             Z = input_linear(self.mlp, points, self.plan)
             for layer in self.mlp.layers[1:]:
                 Z = act_linear(Z, layer, self.mlp.activation, self.plan)
+            jets = Z[..., 0]
+        elif policy in ("quant8", "projection"):
+            Z = input_linear(self.mlp, points, self.plan)
+            for l, layer in enumerate(self.mlp.layers[1:]):
+                opts = self.compress_options(l, points.shape[0])
+                Z = compressed_act_linear(Z, layer, self.mlp.activation, self.plan, opts)
             jets = Z[..., 0]
         else:
             jets = self._sketch_forward(points)
@@ -353,7 +394,7 @@ def make_engine(mlp, domain: Box, keys: Iterable[DerivativeKey],
                     f"{key_name(k, domain)} is a derivative of order {len(k)}; the "
                     f"{config.policy!r} policy propagates jets of orders <= 2 only: use "
                     "StorageConfig(policy='autograd') for higher orders")
-    if config.policy == "sketch" and isinstance(config.rank, tuple) \
+    if config.policy in _RANKED and isinstance(config.rank, tuple) \
             and len(config.rank) != mlp.depth:
         raise ValueError(f"rank={config.rank} has {len(config.rank)} entries but the network "
                          f"has {mlp.depth} hidden layers; give one rank per hidden layer")

@@ -1,9 +1,10 @@
 """Custom autograd Functions of the jet policies, the only code here that touches ctx.
 
 Each Function fuses "activation jets, then a linear layer" so that a hidden layer keeps only
-its pre-activation jets Z (J, N, w) (``exact``) or a per-component low-rank sketch of them
-(``sketch``); the post-activation jets are recomputed in backward. The first layer keeps only
-the points x (N, d): its input jets are determined by x.
+its pre-activation jets Z (J, N, w) (``exact``), a per-component low-rank sketch of them
+(``sketch``), or a per-component compressed copy (``quant8``: 8-bit stochastic rounding;
+``projection``: a one-sided random projection); the post-activation jets are recomputed in
+backward. The first layer keeps only the points x (N, d): its input jets are determined by x.
 
 Hygiene (STYLE.md item 7): separate ``forward`` and ``setup_context``; every tensor kept for
 backward goes through ``ctx.save_for_backward`` (so saved-tensor hooks and byte counts see
@@ -25,6 +26,7 @@ from torch.autograd import Function
 from pinnsketch._types import Jets, Points
 from pinnsketch.activations import Activation
 from pinnsketch.sketch import (
+    SKETCH_FAMILIES,
     RangeFinderApprox,
     SketchSpec,
     ThreeSketch,
@@ -35,6 +37,8 @@ from pinnsketch.sketch import (
     sketch,
     truncated_svd,
 )
+from pinnsketch.sketch.projection import project, unproject
+from pinnsketch.sketch.quantize import QUANT_BLOCK_ROWS, Quantized, dequantize, quantize
 from pinnsketch.storage.jets import (
     JetPlan,
     activation_jets,
@@ -42,10 +46,13 @@ from pinnsketch.storage.jets import (
     activation_order,
 )
 
-__all__ = ["SketchOptions", "InputLinear", "ActLinear", "SketchedActLinear",
-           "input_linear", "act_linear", "sketched_act_linear", "sketch_approximations",
-           "sketch_tensor_count"]
+__all__ = ["COMPRESSORS", "SketchOptions", "CompressOptions", "InputLinear", "ActLinear",
+           "SketchedActLinear", "CompressedActLinear", "input_linear", "act_linear",
+           "sketched_act_linear", "compressed_act_linear", "sketch_approximations",
+           "sketch_tensor_count", "compress_jets", "decompress_jets"]
 
+COMPRESSORS = ("quant8", "projection")
+"""The compressed (not low-rank) storages of a layer's jets, each a storage policy."""
 
 
 @dataclass(frozen=True)
@@ -305,6 +312,121 @@ class SketchedActLinear(Function):
         return (dZ, dW, db) + nones
 
 
+@dataclass(frozen=True)
+class CompressOptions:
+    """How one layer's pre-activation jets are compressed (a frozen, tensor-free description).
+
+    Attributes:
+        method: ``"quant8"`` or ``"projection"`` (:data:`COMPRESSORS`).
+        seeds: one seed per jet component: the rounding noise (``quant8``) or the
+            projection R (``projection``) of that component; never the noise or R itself.
+        rank: the projected width k >= 1 (``projection``; the engine clamps it to w);
+            0 for ``quant8``, which has no rank.
+        family: test-matrix family of R (``projection``).
+        block_rows: points per block sharing one range per column (``quant8``).
+    """
+
+    method: str
+    seeds: tuple[int, ...]
+    rank: int = 0
+    family: str = "gaussian"
+    block_rows: int = QUANT_BLOCK_ROWS
+
+    def __post_init__(self) -> None:
+        if self.method not in COMPRESSORS:
+            raise ValueError(f"unknown compressor {self.method!r}; valid: {', '.join(COMPRESSORS)}")
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int):
+            raise ValueError(f"rank must be an int, got {self.rank!r}")
+        if self.method == "projection" and self.rank < 1:
+            raise ValueError(f"projection needs a rank (projected width) >= 1, got {self.rank}")
+        if self.method == "quant8" and self.rank != 0:
+            raise ValueError(f"quant8 has no rank; pass rank=0, got {self.rank}")
+        if self.family not in SKETCH_FAMILIES:
+            raise ValueError(f"unknown family {self.family!r}; valid: {', '.join(SKETCH_FAMILIES)}")
+        if isinstance(self.block_rows, bool) or not isinstance(self.block_rows, int) \
+                or self.block_rows < 1:
+            raise ValueError(f"block_rows must be an int >= 1, got {self.block_rows!r}")
+
+    @property
+    def tensors_per_component(self) -> int:
+        """3 for quant8 (codes, lo, step), 1 for projection (A R)."""
+        return 3 if self.method == "quant8" else 1
+
+
+def compress_jets(Z: Jets, opts: CompressOptions) -> list[Tensor]:
+    """The flat list of tensors kept for Z (J, N, w), component by component."""
+    out: list[Tensor] = []
+    for j in range(Z.shape[0]):
+        if opts.method == "quant8":
+            q = quantize(Z[j], opts.seeds[j], opts.block_rows)
+            out.extend((q.codes, q.lo, q.step))
+        else:
+            out.append(project(Z[j], opts.rank, opts.seeds[j], opts.family))
+    return out
+
+
+def decompress_jets(saved: tuple[Tensor, ...], opts: CompressOptions, width: int,
+                    num_components: int) -> Jets:
+    """Z_hat (J, N, w) from the tensors of :func:`compress_jets`."""
+    per = opts.tensors_per_component
+    if len(saved) != per * num_components:
+        raise RuntimeError(f"kept {len(saved)} tensors, the layout expects "
+                           f"{per * num_components}")
+    comps = []
+    for j in range(num_components):
+        parts = saved[j * per:(j + 1) * per]
+        if opts.method == "quant8":
+            comps.append(dequantize(Quantized(*parts, block_rows=opts.block_rows)))
+        else:
+            comps.append(unproject(parts[0], width, opts.seeds[j], opts.family))
+    return torch.stack(comps)
+
+
+class CompressedActLinear(Function):
+    """Fused activation jets + linear layer that keeps a compressed copy of Z.
+
+    Inputs: Z (J, N, w_in), W, b, the activation, the plan, a :class:`CompressOptions`.
+    Outputs: Zn (J, N, w_out) and the kept tensors (non-differentiable).
+
+    For each jet component j separately, the (N x w) matrix Z[j] is replaced by
+    ``quant8``: uint8 codes with stochastic rounding and per row-block, per column ranges
+    (:func:`~pinnsketch.sketch.quantize.quantize`), or ``projection``: Z[j] R (N x k) with R
+    regenerated from the component's seed (:func:`~pinnsketch.sketch.projection.project`).
+    Both reconstructions are unbiased, E[Z_hat] = Z.
+
+    Exactness: the forward output is exact. Backward restores Z_hat and proceeds exactly as
+    :class:`ActLinear` with it; dW and db are linear in the post-activation jets, which are
+    nonlinear in Z_hat, so the gradients are approximate and not exactly unbiased. They are
+    exact up to round-off where Z_hat = Z (``quant8`` with ``block_rows=1``; ``projection``
+    with the ``srft`` family at k = w).
+    """
+
+    @staticmethod
+    def forward(Z: Jets, W: Tensor, b: Tensor, act: Activation, plan: JetPlan,
+                opts: CompressOptions):
+        with torch.no_grad():
+            kept = compress_jets(Z, opts)
+        return (_act_linear_forward(act, plan, Z, W, b), *kept)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        Z, W, _b, act, plan, opts = inputs
+        kept = output[1:]
+        ctx.mark_non_differentiable(*kept)
+        ctx.save_for_backward(W, *kept)
+        ctx.act, ctx.plan, ctx.opts = act, plan, opts
+        ctx.width, ctx.num_components = Z.shape[2], Z.shape[0]
+
+    @staticmethod
+    def backward(ctx, dZn: Jets, *_unused):
+        W, *kept = ctx.saved_tensors
+        if not any(ctx.needs_input_grad[:3]):
+            return (None,) * 6
+        Zhat = decompress_jets(tuple(kept), ctx.opts, ctx.width, ctx.num_components)
+        dZ, dW, db = _act_linear_backward(ctx, Zhat, W, dZn)
+        return dZ, dW, db, None, None, None
+
+
 def input_linear(mlp, points: Points, plan: JetPlan) -> Jets:
     """Jets (J, N, w) of the first layer's pre-activation, keeping only the points."""
     layer = mlp.layers[0]
@@ -324,3 +446,9 @@ def sketched_act_linear(Z: Jets, layer: torch.nn.Linear, act: Activation, plan: 
     """Sketched fused activation + linear: (Zn, kept sketch tensors)."""
     out = SketchedActLinear.apply(Z, layer.weight, layer.bias, act, plan, opts, *old)
     return out[0], tuple(out[1:])
+
+
+def compressed_act_linear(Z: Jets, layer: torch.nn.Linear, act: Activation, plan: JetPlan,
+                          opts: CompressOptions) -> Jets:
+    """Compressed fused activation + linear (``quant8`` or ``projection``): Zn only."""
+    return CompressedActLinear.apply(Z, layer.weight, layer.bias, act, plan, opts)[0]
