@@ -1,8 +1,9 @@
 """Paper-style table: image classifiers trained with exact vs sketched linear-layer storage.
 
 For each data set, the MLP (784-512-512-10) is trained with exact storage and with
-SketchedLinear at several ranks (range finder and three-sketch, the output layer exact by
-default; ``--last-ranks`` adds runs that sketch the output layer too). Reported per run:
+SketchedLinear at several ranks (truncated SVD, range finder, three-sketch, or the paper's
+EMA three-sketch across steps; ``:last`` sketches the output layer too; ``auto`` lets the
+rank controller choose, ``final_ranks`` lists its last ranks of the first seed). Reported per run:
 test accuracy (mean over seeds, and per seed), its difference to exact (points), held
 bytes per example (saved-tensor hooks, DESIGN.md section 4) and their ratio to exact, and
 the wall time per run. ``full`` is the rank of the batch size, where every layer keeps its
@@ -30,33 +31,40 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-COLS = ["dataset", "model", "storage", "method", "rank", "sketch_last", "sketch_dtype",
-        "epochs", "seeds", "test_accuracy_pct", "acc_per_seed", "delta_vs_exact_pts",
+COLS = ["dataset", "model", "storage", "method", "rank", "final_ranks", "sketch_last",
+        "sketch_dtype", "epochs", "batch", "seeds", "test_accuracy_pct", "acc_per_seed", "delta_vs_exact_pts",
         "held_B_per_example", "ratio_to_exact", "wall_time_s"]
 CONFIGS = ["exact", "rf:4", "rf:8", "rf:16", "rf:32", "rf:full", "ts:16", "ts:32",
            "rf:16:last", "rf:32:last", "rf:16:last:bf16", "rf:32:last:bf16"]
-_METHODS = {"svd": "truncated_svd", "rf": "range_finder", "ts": "three_sketch"}
+_METHODS = {"svd": "truncated_svd", "rf": "range_finder", "ts": "three_sketch", "ema": "ema"}
 
 
 def parse_config(text: str) -> dict:
-    """'exact' or METHOD:RANK[:last][:bf16], METHOD rf (range finder) or ts (three-sketch)."""
+    """'exact' or METHOD:RANK[:last][:bf16][:1seed], METHOD svd (truncated SVD), rf (range finder),
+    ts (three-sketch, fresh every step) or ema (the paper's EMA three-sketch, beta --ema-beta),
+    RANK an int, ``full`` (the batch size: exact) or ``auto`` (rank controller); ``1seed``
+    runs only the first of --seeds (for configurations far from the target, to save time)."""
     if text == "exact":
         return {"storage": "exact"}
     parts = text.split(":")
     method, rank, flags = parts[0], parts[1] if len(parts) > 1 else "", parts[2:]
-    if method not in _METHODS or (rank != "full" and not rank.isdigit()) or \
-            set(flags) - {"last", "bf16"}:
-        raise ValueError(f"bad config {text!r}: use exact or svd|rf|ts:RANK|full[:last][:bf16]")
+    if method not in _METHODS or (rank not in ("full", "auto") and not rank.isdigit()) or \
+            set(flags) - {"last", "bf16", "1seed"}:
+        raise ValueError(f"bad config {text!r}: use exact or svd|rf|ts|ema:RANK|full|auto"
+                         "[:last][:bf16][:1seed]")
     return {"storage": "sketch", "method": _METHODS[method], "rank": rank,
-            "sketch_last": "last" in flags, "sketch_dtype": "bfloat16" if "bf16" in flags else None}
+            "sketch_last": "last" in flags, "sketch_dtype": "bfloat16" if "bf16" in flags else None,
+            "one_seed": "1seed" in flags}
 
 
 def run_one(dataset: str, args, cfg: dict, seed: int) -> dict:
     from pinnsketch.classification import classify
 
-    kw = dict(cfg)
+    kw = {k: v for k, v in cfg.items() if k != "one_seed"}
     if cfg["storage"] == "sketch":
-        kw["rank"] = args.batch_size if cfg["rank"] == "full" else int(cfg["rank"])
+        kw["rank"] = {"full": args.batch_size, "auto": "auto"}.get(cfg["rank"]) or int(cfg["rank"])
+        if cfg["method"] == "ema":
+            kw["beta"] = args.ema_beta
     r = classify(dataset, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                  lr=args.lr, seed=seed, data_dir=args.data_dir, quiet=True,
                  threads=args.threads, **kw)
@@ -73,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ema-beta", type=float, default=0.9, help="EMA weight of the past (ema)")
     p.add_argument("--configs", nargs="+", default=CONFIGS,
-                   help="exact or svd|rf|ts:RANK|full[:last][:bf16] (last: sketch the output "
-                   "layer too; bf16: store the sketches in bfloat16)")
+                   help="exact or svd|rf|ts|ema:RANK|full|auto[:last][:bf16] (last: sketch the "
+                   "output layer too; bf16: store the sketches in bfloat16)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "classification"))
     args = p.parse_args(argv)
     configs = [(c, parse_config(c)) for c in args.configs]
@@ -89,17 +98,19 @@ def main(argv: list[str] | None = None) -> int:
         exact = None
         for name, cfg in configs:
             t0 = time.perf_counter()
-            summaries = [run_one(dataset, args, cfg, seed) for seed in args.seeds]
+            seeds = args.seeds[:1] if cfg.get("one_seed") else args.seeds
+            summaries = [run_one(dataset, args, cfg, seed) for seed in seeds]
             accs = [100 * s["test_accuracy"] for s in summaries]
             row = {"dataset": dataset, "model": args.model, "storage": cfg["storage"],
                    "method": cfg.get("method", ""), "rank": cfg.get("rank", ""),
                    "sketch_last": cfg.get("sketch_last", ""),
                    "sketch_dtype": cfg.get("sketch_dtype") or "",
-                   "epochs": args.epochs, "seeds": len(args.seeds),
+                   "final_ranks": " ".join(map(str, summaries[0]["sketch_ranks"] or [])),
+                   "epochs": args.epochs, "batch": args.batch_size, "seeds": len(seeds),
                    "test_accuracy_pct": sum(accs) / len(accs),
                    "acc_per_seed": " ".join(f"{a:.2f}" for a in accs),
                    "held_B_per_example": summaries[0]["held_bytes_per_point"],
-                   "wall_time_s": (time.perf_counter() - t0) / len(args.seeds)}
+                   "wall_time_s": (time.perf_counter() - t0) / len(seeds)}
             exact = exact or row
             row["delta_vs_exact_pts"] = row["test_accuracy_pct"] - exact["test_accuracy_pct"]
             row["ratio_to_exact"] = row["held_B_per_example"] / exact["held_B_per_example"]
@@ -109,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             md = write_table(rows, Path(args.out), f"classification_{dataset}", command,
                              f"{dataset} {args.model}: exact vs sketched linear layers "
                              f"({args.epochs} epochs, batch {args.batch_size}, seeds "
-                             f"{' '.join(map(str, args.seeds))}; accuracy = mean over seeds)",
+                             f"{' '.join(map(str, args.seeds))}; accuracy = mean over the "
+                             "row's seeds)",
                              cols=COLS, floatfmt=".4g")
         print(md, flush=True)
     return 0

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from pinnsketch.config import OptimConfig, RunConfig, to_dict
+from pinnsketch.control import RankController
 from pinnsketch.data.datasets import DatasetSpec, default_data_dir, get_dataset, load_raw
 from pinnsketch.memory import cuda_peak_bytes, peak_rss_bytes
 from pinnsketch.plots import new_figure, save_png
@@ -64,14 +65,16 @@ ClassifyResult = RunResult  # trained task, history, summary, run directory
 
 
 def classify(dataset: str | DatasetSpec, *, model: str | ClassifierConfig = "mlp",
-             storage: str | LinearStorage = "exact", rank: int | None = None,
+             storage: str | LinearStorage = "exact", rank: int | str | None = None,
              method: str = "range_finder", sketch_last: bool = False,
-             sketch_dtype: str | None = None, epochs: int = 5,
+             sketch_dtype: str | None = None, beta: float = 0.9,
+             controller: RankController | None = None, epochs: int = 5,
              batch_size: int = 128, lr: float = 1e-3, lr_decay: float = 0.1, seed: int = 0,
              data_dir: str | Path | None = None, verify: bool = True,
              data: tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
              out: str | Path | None = None, quiet: bool = False, overwrite: bool = False,
-             device: str = "cpu", threads: int = 0) -> ClassifyResult:
+             device: str = "cpu", threads: int = 0, monitor: bool = False,
+             monitor_rank: int = 16, monitor_every: int = 0) -> ClassifyResult:
     """Train a classifier on ``dataset`` and (with ``out``) write the run directory.
 
     Args:
@@ -79,11 +82,15 @@ def classify(dataset: str | DatasetSpec, *, model: str | ClassifierConfig = "mlp
         model: ``"mlp"``, ``"cnn"`` or a :class:`ClassifierConfig`.
         storage: ``"exact"``, ``"sketch"`` or a :class:`LinearStorage` (then ``rank``,
             ``method`` and ``sketch_last`` must be left at their defaults).
-        rank: sketch rank, required with ``storage="sketch"`` and refused with ``"exact"``.
-        method: ``"range_finder"`` or ``"three_sketch"``.
+        rank: sketch rank (int) or ``"auto"`` (a rank controller follows the training-loss
+            trend and the measured sketch errors), required with ``storage="sketch"`` and
+            refused with ``"exact"``.
+        method: ``"range_finder"``, ``"truncated_svd"``, ``"three_sketch"`` or ``"ema"``.
         sketch_last: sketch the output layer too.
         sketch_dtype: None or ``"bfloat16"`` / ``"float16"``: store the sketches in 2-byte
             floats.
+        beta: EMA weight of the past (``method="ema"`` only).
+        controller: the rank policy with ``rank="auto"`` (default ``RankController()``).
         epochs, batch_size, lr, lr_decay: Adam for ``epochs * (N_train // batch_size)``
             steps, the learning rate decaying exponentially to ``lr * lr_decay``.
         seed: initialisation, shuffles and sketch seeds.
@@ -93,6 +100,11 @@ def classify(dataset: str | DatasetSpec, *, model: str | ClassifierConfig = "mlp
             reading ``data_dir``.
         out: run directory (None: write nothing).
         quiet, overwrite, device, threads: as for PINN runs.
+        monitor, monitor_rank: log per-layer gradient norms estimated from
+            rank-``monitor_rank`` sketches every step (history columns ``gnorm_est_L``,
+            ``gnorm_ema_L``), with the exact norms (``gnorm_exact_L``, ``gnorm_relerr_L``)
+            every ``monitor_every`` steps (0: at the end of every epoch); see
+            :class:`pinnsketch.train.GradientMonitoring`.
 
     Returns:
         :class:`ClassifyResult`.
@@ -107,13 +119,15 @@ def classify(dataset: str | DatasetSpec, *, model: str | ClassifierConfig = "mlp
     spec = get_dataset(dataset)
     model_cfg = model if isinstance(model, ClassifierConfig) else ClassifierConfig(model=model)
     if isinstance(storage, LinearStorage):
-        if rank is not None or method != "range_finder" or sketch_last or sketch_dtype:
-            raise ValueError("pass rank, method, sketch_last and sketch_dtype inside the "
+        if rank is not None or method != "range_finder" or sketch_last or sketch_dtype \
+                or beta != 0.9:
+            raise ValueError("pass rank, method, sketch_last, sketch_dtype and beta inside the "
                              "LinearStorage, not beside it")
         store = storage
     else:
         store = LinearStorage(policy=storage, rank=rank, method=method,
-                              sketch_last=sketch_last, seed=seed, sketch_dtype=sketch_dtype)
+                              sketch_last=sketch_last, seed=seed, sketch_dtype=sketch_dtype,
+                              beta=beta)
     batches = MinibatchConfig(epochs=epochs, batch_size=batch_size)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r}: CUDA is not available on this machine; use cpu")
@@ -126,11 +140,12 @@ def classify(dataset: str | DatasetSpec, *, model: str | ClassifierConfig = "mlp
     if threads:
         torch.set_num_threads(threads)
     task = ClassificationTask(spec, train_data, test_data, model_cfg, store, batches,
-                              seed=seed, device=device)
+                              seed=seed, device=device, controller=controller)
     optim = OptimConfig(steps=task.total_steps, lr=lr, lr_decay=lr_decay, lbfgs_steps=0)
     run = RunConfig(seed=seed, device=device, eval_every=task.batches_per_epoch,
                     out=str(out) if out is not None else None, overwrite=overwrite,
-                    quiet=quiet, threads=threads)
+                    quiet=quiet, threads=threads, monitor=monitor, monitor_rank=monitor_rank,
+                    monitor_every=monitor_every)
     config = {
         "task": "classify",
         "dataset": {"name": spec.name, "data_dir": str(data_dir) if data is None else None,
@@ -179,6 +194,8 @@ def _finish(task: ClassificationTask, config: dict[str, Any], state: TrainState,
         "seed": config["run"]["seed"],
         "storage": store["policy"],
         "sketch_rank": store["rank"],
+        "sketch_ranks": list(task.sketch_ranks) if task.sketch_ranks is not None else None,
+        "rank_log": list(task.rank_log),
         "sketch_mode": store["method"] if store["policy"] == "sketch" else None,
         "sketch_last": store["sketch_last"] if store["policy"] == "sketch" else None,
         "sketch_dtype": store["sketch_dtype"],

@@ -51,9 +51,14 @@ def add_classify_parser(subparsers) -> None:
                    help="what the linear layers keep for backward (default exact; "
                    "--sketch-rank N implies sketch)")
     c.add_argument("--sketch-rank", type=parse_sketch_rank, default=None,
-                   help="none | N: sketch rank of the linear layers")
+                   help="none | auto | N: sketch rank of the linear layers (N or auto implies "
+                   "--storage sketch; auto: a controller follows the training-loss trend and "
+                   "the measured sketch errors)")
     c.add_argument("--sketch-method", choices=LINEAR_SKETCH_METHODS, default="range_finder",
-                   help="which low-rank sketch stores the layer inputs (default range_finder)")
+                   help="which low-rank sketch stores the layer inputs (default range_finder; "
+                   "ema: the paper's three-sketch averaged across steps)")
+    c.add_argument("--ema-beta", type=float, default=0.9,
+                   help="EMA weight of the past for --sketch-method ema (0.9)")
     c.add_argument("--sketch-last", action="store_true",
                    help="sketch the output layer too (default: keep it exact)")
     c.add_argument("--sketch-dtype", choices=SKETCH_DTYPES, default=None,
@@ -84,9 +89,6 @@ def add_classify_parser(subparsers) -> None:
 
 
 def _storage(args: argparse.Namespace) -> tuple[str, int | None]:
-    if args.sketch_rank == "auto":
-        raise ValueError("--sketch-rank auto is not available for classification yet (the rank "
-                         "controller is not built); use --sketch-rank N")
     policy = args.storage
     if args.sketch_dtype is not None and args.sketch_rank is None:
         raise ValueError("--sketch-dtype needs --sketch-rank N")
@@ -96,7 +98,7 @@ def _storage(args: argparse.Namespace) -> tuple[str, int | None]:
                              "not --storage exact")
         return "sketch", args.sketch_rank
     if policy == "sketch":
-        raise ValueError("--storage sketch needs --sketch-rank N")
+        raise ValueError("--storage sketch needs --sketch-rank N or auto")
     return policy or "exact", None
 
 
@@ -107,7 +109,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     out = args.out or str(Path("runs") / f"classify-{args.dataset}-{args.model}-seed{args.seed}")
     result = classify(args.dataset, model=args.model, storage=storage, rank=rank,
                       method=args.sketch_method, sketch_last=args.sketch_last,
-                      sketch_dtype=args.sketch_dtype,
+                      sketch_dtype=args.sketch_dtype, beta=args.ema_beta,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       lr_decay=args.lr_decay, seed=args.seed, data_dir=args.data_dir,
                       verify=not args.no_verify, out=out, quiet=args.quiet,
@@ -115,6 +117,8 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     s = result.summary
     store = s["storage"] if storage == "exact" else \
         f"sketch {s['sketch_mode']} rank {s['sketch_rank']}"
+    if s["sketch_rank"] == "auto":
+        store += f", final ranks {tuple(s['sketch_ranks'])}"
     print(f"{s['dataset']} {s['model']}: test accuracy {100 * s['test_accuracy']:.2f}% after "
           f"{s['epochs']} epochs ({s['steps']} steps) in {s['wall_time_s']:.1f} s; held "
           f"{s['held_bytes_per_point']:.0f} B/example ({store}); results in {out}")
@@ -131,11 +135,16 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def exit_code_of(command, interrupt_hint: str = "") -> int:
     """Run ``command()`` and map its outcome to the CLI's exit codes, one place for every
-    subcommand: 0 ok, 2 bad input, 3 training diverged, 130 interrupted (files saved)."""
+    subcommand: 0 ok, 2 bad input, 3 training diverged, 4 another process of a data-parallel
+    run failed, 130 interrupted (files saved)."""
+    from pinnsketch.distributed import DistributedRunError
     from pinnsketch.train import TrainingDiverged
 
     try:
         return command()
+    except DistributedRunError as exc:
+        print(f"pinnsketch: error: {exc}", file=sys.stderr)
+        return 4
     except (ValueError, FileNotFoundError, OSError) as exc:
         print(f"pinnsketch: error: {exc}", file=sys.stderr)
         return 2

@@ -178,8 +178,12 @@ def test_cli_classify_and_errors(mnist_dir, tmp_path, capsys):
     assert code == 0
     assert "test accuracy" in capsys.readouterr().out
     assert json.loads((out / "summary.json").read_text())["sketch_rank"] == 4
-    assert run_classify(parser.parse_args(base + ["--sketch-rank", "auto"])) == 2
-    assert "not available for classification yet" in capsys.readouterr().err
+    auto_out = tmp_path / "cli-auto"
+    code = run_classify(parser.parse_args(base + ["--sketch-rank", "auto", "--out", str(auto_out)]))
+    assert code == 0 and "final ranks" in capsys.readouterr().out
+    summary = json.loads((auto_out / "summary.json").read_text())
+    assert summary["sketch_rank"] == "auto" and len(summary["sketch_ranks"]) == 2
+    assert summary["rank_log"][0].startswith("init: ranks")
     assert run_classify(parser.parse_args(base + ["--storage", "sketch"])) == 2
     assert "needs --sketch-rank" in capsys.readouterr().err
     code = run_classify(parser.parse_args(["classify", "cifar10", "--data-dir", str(tmp_path)]))
@@ -198,3 +202,66 @@ def test_cli_names_match_registry():
 def test_fixture_loads_like_real_files(mnist_dir):
     x, y = load_raw("mnist", mnist_dir, "train", verify=False)
     assert x.shape == (40, 1, 28, 28) and int(y.max()) < 10
+
+
+def test_auto_rank_wires_controller_to_sketched_layers():
+    """rank='auto': the controller's ranks reach the layers, measured errors reach the
+    controller (at every control step), and it acts on the training-loss trend."""
+    from pinnsketch.control import RankController
+
+    # Window 3, no cooldown, stall_slope = -1e8: every fitted loss slope counts as stalling,
+    # so after 3 steps every layer measured above error_high grows 4 -> 8 (grow_factor 2).
+    ctrl = RankController(min_rank=2, initial_rank=4, window=3, cooldown=0,
+                          stall_slope=-1e8, fall_slope=-1e9, error_high=0.05, error_low=0.01,
+                          incompressible_fraction=1.0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (32,), generator=g)
+    task = ClassificationTask(MNIST, (x, y), (x[:8], y[:8]), ClassifierConfig(hidden=(16,)),
+                              LinearStorage("sketch", rank="auto", sketch_last=True),
+                              MinibatchConfig(epochs=1, batch_size=16), controller=ctrl,
+                              control_every=1)
+    assert task.sketch_ranks == (4, 4)
+    layers = [m for m in task.model.modules() if isinstance(m, SketchedLinear)]
+    for step in range(3):
+        task.before_step(step)
+        terms = task.backward(task.sample(step % 2))
+        errors = [layer.last_error for layer in layers]
+        assert all(e is not None and 0 <= e <= 1 for e in errors)
+        columns, _ = task.after_step(step, terms)
+    grown = [layer.rank for layer in layers]
+    assert columns == {f"rank_{i + 1}": r for i, r in enumerate(grown)}
+    lossy = [i for i, e in enumerate(errors) if e > 0.05]
+    assert lossy  # rank 4 of a 16-row batch of noise images is far from exact
+    assert all(grown[i] == (8 if i in lossy else 4) for i in range(len(layers)))
+    assert task.sketch_ranks == tuple(grown)
+    assert task.rank_log[0].startswith("init: ranks (4, 4)")
+
+
+def test_auto_rank_errors():
+    from pinnsketch.control import RankController
+
+    with pytest.raises(ValueError, match="rank='auto'"):
+        _task(LinearStorage("sketch", rank=4)).__class__(
+            MNIST, (torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.zeros(4)),
+            (torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.zeros(4)), ClassifierConfig(),
+            LinearStorage("sketch", rank=4), MinibatchConfig(batch_size=2),
+            controller=RankController())
+    with pytest.raises(ValueError, match="beta"):
+        LinearStorage("sketch", rank=4, method="ema", beta=1.0)
+
+
+def test_ema_storage_trains_and_counts_three_sketch_bytes():
+    """method='ema' holds the three-sketch's k (N + w) + s^2 numbers per layer (plus signs):
+    the EMA state is the tensor backward holds, not a second copy."""
+    batch, k = 16, 4
+    task = _task(LinearStorage("sketch", rank=k, method="ema", sketch_last=True), batch=batch)
+    for step in range(2):
+        task.backward(task.sample(step))
+    expected = sum(held_bytes_formula(batch, w, k, method="ema", relu=relu)
+                   for w, relu in ((784, False), (512, True), (512, True)))
+    # the remaining held tensors are the cross-entropy's (independent of storage)
+    exact = _task(LinearStorage("sketch", rank=batch, sketch_last=True), batch=batch)
+    exact.backward(exact.sample(0))
+    exact_layers = sum(held_bytes_formula(batch, w, batch) for w in (784, 512, 512))
+    assert task.held_bytes - expected == exact.held_bytes - exact_layers

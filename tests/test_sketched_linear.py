@@ -16,17 +16,20 @@ from torch import nn
 
 from pinnsketch.memory import HeldBytes
 from pinnsketch.sketch.linear import (
+    LINEAR_SKETCH_METHODS,
     LinearSketchOptions,
     SketchedLinear,
     SketchedLinearFunction,
+    call_seed,
     held_bytes_formula,
     pack_signs,
     sketchify,
     unpack_signs,
 )
+from pinnsketch.sketch.range_finder import truncated_svd
 
 F64 = torch.float64
-METHODS = ("range_finder", "three_sketch")
+METHODS = LINEAR_SKETCH_METHODS  # "ema" through the Function alone is a three-sketch
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -231,3 +234,130 @@ def test_bfloat16_sketch_halves_bytes_and_keeps_gradient(method):
     assert (grads[1] - grads[0]).norm() / grads[0].norm() < 5e-2
     with pytest.raises(ValueError, match="unknown sketch dtype"):
         SketchedLinear(4, 2, rank=2, sketch_dtype="int8")
+
+
+def _spectrum_matrix(n, w, decay, seed):
+    g = torch.Generator().manual_seed(seed)
+    r = min(n, w)
+    U = torch.linalg.qr(torch.randn(n, r, generator=g, dtype=F64)).Q
+    V = torch.linalg.qr(torch.randn(w, r, generator=g, dtype=F64)).Q
+    return U @ torch.diag(decay ** torch.arange(r, dtype=F64)) @ V.T
+
+
+@pytest.mark.parametrize("n, w", [(40, 90), (90, 40)])
+def test_truncated_svd_points_gram_equals_features_gram(n, w):
+    """Both Gram routes give the Eckart-Young projection: with singular values 0.8^j (gap
+    ratio 0.8 at every k) the projections agree to float64 round-off (~1e-16 times the
+    conditioning of the eigenproblems, here <= 1e2), and match torch.linalg.svd."""
+    A = _spectrum_matrix(n, w, 0.8, seed=7)
+    U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+    for k in (1, 5, 17, min(n, w)):
+        small = truncated_svd(A, k, gram="points").dense()
+        large = truncated_svd(A, k, gram="features").dense()
+        best = U[:, :k] @ torch.diag(S[:k]) @ Vh[:k]
+        assert (small - large).norm() <= 1e-12 * A.norm()
+        assert (small - best).norm() <= 1e-12 * A.norm()
+        assert torch.equal(truncated_svd(A, k).dense(),
+                           truncated_svd(A, k, gram="points" if n < w else "features").dense())
+    with pytest.raises(ValueError, match="gram"):
+        truncated_svd(A, 2, gram="rows")
+
+
+def test_truncated_svd_points_gram_rank_deficient():
+    """A rank-3 batch at k = 6 through the N x N route: the extra directions (sigma = 0) are
+    still orthonormal and A is recovered to round-off."""
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(10, 3, generator=g, dtype=F64) @ torch.randn(3, 50, generator=g, dtype=F64)
+    approx = truncated_svd(A, 6, gram="points")
+    eye = torch.eye(6, dtype=F64)
+    assert (approx.basis.T @ approx.basis - eye).abs().max() < 1e-12
+    assert (approx.dense() - A).norm() <= 1e-12 * A.norm()
+
+
+def _weight_grad(layer, x, dy):
+    layer.weight.grad = None
+    (layer(x) * dy).sum().backward()
+    return layer.weight.grad.clone()
+
+
+def _ema_layer(beta, rank, w_in=30, relu=False, seed=11):
+    g = torch.Generator().manual_seed(seed)
+    layer = SketchedLinear(w_in, 4, rank=rank, method="ema", beta=beta, seed=seed,
+                           activation="relu" if relu else None, dtype=F64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(4, w_in, generator=g, dtype=F64))
+    return layer
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_ema_beta_zero_equals_per_step_three_sketch(relu):
+    """beta = 0: every step's EMA sketch is that batch's three-sketch (fixed test matrices),
+    so dW equals the per-step three-sketch's with the seed of call 0, bit for bit up to
+    round-off, at every step."""
+    layer = _ema_layer(0.0, rank=5, relu=relu)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        x = torch.randn(24, 30, generator=g, dtype=F64)
+        dy = torch.randn(24, 4, generator=g, dtype=F64)
+        got = _weight_grad(layer, x, dy)
+        W = layer.weight.detach().clone().requires_grad_()
+        (_apply(x, W, layer.bias.detach(), rank=5, method="three_sketch", relu=relu,
+                seed=call_seed(layer.seed, 0)) * dy).sum().backward()
+        assert (got - W.grad).norm() <= 1e-12 * W.grad.norm()
+
+
+def test_ema_sketch_is_sketch_of_the_average():
+    """Sketching is linear: after batches a1, a2 the EMA sketch is the three-sketch of
+    beta a1 + (1 - beta) a2, so dW = dy^T a_hat(mix) (float64 round-off)."""
+    beta = 0.7
+    layer = _ema_layer(beta, rank=6)
+    g = torch.Generator().manual_seed(2)
+    a1, a2 = (torch.randn(24, 30, generator=g, dtype=F64) for _ in range(2))
+    dy = torch.randn(24, 4, generator=g, dtype=F64)
+    _weight_grad(layer, a1, dy)
+    got = _weight_grad(layer, a2, dy)
+    W = layer.weight.detach().clone().requires_grad_()
+    mix = beta * a1 + (1 - beta) * a2
+    (_apply(mix, W, None, rank=6, method="three_sketch", seed=call_seed(layer.seed, 0))
+     * dy).sum().backward()
+    assert (got - W.grad).norm() <= 1e-10 * W.grad.norm()
+    layer.reset_ema()
+    assert layer.ema_state == ()
+    with pytest.raises(ValueError, match="same batch size"):
+        _weight_grad(layer, a1, dy)
+        _weight_grad(layer, a1[:10], dy[:10])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_full_rank_layer_reproduces_exact_gradients(method):
+    """At k >= min(N, w_in) every method keeps its input exactly (ema: no averaging), so
+    over several steps all gradients equal nn.Linear's to round-off."""
+    g = torch.Generator().manual_seed(5)
+    lin = nn.Linear(30, 4).double()
+    layer = SketchedLinear.from_linear(lin, rank=24, method=method, activation="relu")
+    for _ in range(2):
+        x = torch.randn(24, 30, generator=g, dtype=F64)
+        dy = torch.randn(24, 4, generator=g, dtype=F64)
+        xs = x.clone().requires_grad_()
+        xe = x.clone().requires_grad_()
+        lin.zero_grad()
+        layer.zero_grad()
+        (layer(xs) * dy).sum().backward()
+        (lin(F.relu(xe)) * dy).sum().backward()
+        assert torch.allclose(layer.weight.grad, lin.weight.grad, rtol=1e-12, atol=0)
+        assert torch.allclose(layer.bias.grad, lin.bias.grad, rtol=1e-12, atol=0)
+        assert torch.allclose(xs.grad, xe.grad, rtol=1e-12, atol=0)
+
+
+def test_measured_error_is_eckart_young_tail():
+    """truncated_svd: ||a - a_hat||_F / ||a||_F = sqrt(sum_{j>k} sigma_j^2) / ||a||_F."""
+    a = _spectrum_matrix(24, 30, 0.7, seed=9)
+    layer = SketchedLinear(30, 4, rank=5, method="truncated_svd", dtype=F64)
+    layer.measure_error = True
+    layer(a).sum().backward()
+    S = torch.linalg.svdvals(a)
+    expected = float(S[5:].norm() / S.norm())
+    assert abs(layer.last_error - expected) <= 1e-12
+    layer.set_rank(24)
+    layer(a).sum().backward()
+    assert layer.last_error == 0.0

@@ -22,7 +22,7 @@ from torch import Tensor
 from pinnsketch.sketch.test_matrices import check_family, test_matrix
 from pinnsketch.sketch.three_sketch import LowRank, _check_operand
 
-__all__ = ["RangeFinderApprox", "range_finder", "range_finder_numel", "truncated_svd"]
+__all__ = ["GRAM_SIDES", "RangeFinderApprox", "range_finder", "range_finder_numel", "truncated_svd"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,23 +161,34 @@ def range_finder(
     return RangeFinderApprox(coeffs=A @ Q, basis=Q)
 
 
-_GRAM_BLOCK_ROWS = 32768  # float64 copy of at most this many rows of A at a time
+_GRAM_BLOCK_ROWS = 32768  # float64 copy of at most this many rows (or columns) of A at a time
+GRAM_SIDES = ("features", "points")
 
 
-def truncated_svd(A: Tensor, k: int) -> RangeFinderApprox:
+def truncated_svd(A: Tensor, k: int, gram: str | None = None) -> RangeFinderApprox:
     """The optimal rank-k approximation A_hat = (A V_k) V_k^T of a matrix that exists whole.
 
-    V_k holds the top-k eigenvectors of the w x w Gram matrix A^T A, i.e. the top right
-    singular vectors of A, so ||A - A_hat||_F is the Eckart-Young minimum. The Gram matrix
-    is accumulated in float64 over row blocks of A (bounded extra memory), so singular
-    values down to ~1e-8 ||A|| are resolved even for a float32 A (a float32 Gram matrix
-    would lose those below ~3e-4 ||A||). One pass over A for A^T A (N w^2 flops), one for
-    A V_k (N w k); no random numbers. At k = w it is exact up to round-off, since V_k is
-    then a full orthonormal basis.
+    V_k holds the top-k right singular vectors of A (N x w), so ||A - A_hat||_F is the
+    Eckart-Young minimum. They come from the smaller of the two Gram matrices:
+
+    - ``gram="features"`` (w x w): V_k = the top-k eigenvectors of A^T A. Cost N w^2 + w^3.
+    - ``gram="points"`` (N x N): with A A^T = U diag(sigma^2) U^T, A^T U_k = V_k diag(sigma_k),
+      so V_k = orth(A^T U_k) (a thin QR: it divides by sigma_k, stably, and still returns an
+      orthonormal basis where some sigma_j = 0, which then carry no energy). Cost N^2 w + N^3.
+
+    The default (None) takes ``points`` when N < w (a batch of 128 examples on a 784- or
+    512-wide layer: a 128 x 128 eigenproblem instead of 784 x 784), else ``features``. Both
+    Gram matrices are accumulated in float64 over blocks of A (bounded extra memory), so
+    singular values down to ~1e-8 ||A|| are resolved even for a float32 A; with a gap
+    sigma_k > sigma_{k+1} both routes give the same A_hat up to float64 round-off. No random
+    numbers. At k = min(N, w) it is exact up to round-off.
 
     >>> A = torch.randn(50, 6, dtype=torch.float64) @ torch.randn(6, 8, dtype=torch.float64)
     >>> approx = truncated_svd(A, 6)
     >>> bool(torch.allclose(approx.dense(), A))
+    True
+    >>> wide = A.T.contiguous()                                  # 8 x 50: the N x N route
+    >>> bool(torch.allclose(truncated_svd(wide, 6).dense(), wide))
     True
     """
     if not isinstance(A, Tensor) or A.dim() != 2 or not A.dtype.is_floating_point:
@@ -187,10 +198,27 @@ def truncated_svd(A: Tensor, k: int) -> RangeFinderApprox:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(n, w):
         raise ValueError(f"rank k={k!r} must be an int in [1, min(N, w)] = [1, {min(n, w)}] "
                          f"for an activation of shape {tuple(A.shape)}")
-    gram = torch.zeros(w, w, dtype=torch.float64, device=A.device)
-    for block in A.split(_GRAM_BLOCK_ROWS):
-        b = block.double()
-        gram.addmm_(b.T, b)
-    _, vecs = torch.linalg.eigh(gram)  # ascending eigenvalues
-    basis = vecs[:, -k:].flip(-1).to(A.dtype)
+    if gram is None:
+        gram = "points" if n < w else "features"
+    if gram not in GRAM_SIDES:
+        raise ValueError(f"gram={gram!r} must be None (the smaller), 'features' (w x w A^T A) "
+                         "or 'points' (N x N A A^T)")
+    if gram == "features":
+        G = torch.zeros(w, w, dtype=torch.float64, device=A.device)
+        for block in A.split(_GRAM_BLOCK_ROWS):
+            b = block.double()
+            G.addmm_(b.T, b)
+        _, vecs = torch.linalg.eigh(G)  # ascending eigenvalues
+        basis64 = vecs[:, -k:].flip(-1)
+    else:
+        G = torch.zeros(n, n, dtype=torch.float64, device=A.device)
+        cols = A.split(_GRAM_BLOCK_ROWS, dim=1)
+        for block in cols:
+            b = block.double()
+            G.addmm_(b, b.T)
+        _, vecs = torch.linalg.eigh(G)
+        top = vecs[:, -k:].flip(-1)  # U_k (N x k)
+        at_u = torch.cat([block.double().T @ top for block in cols])  # A^T U_k = V_k S_k
+        basis64 = torch.linalg.qr(at_u, mode="reduced").Q
+    basis = basis64.to(A.dtype)
     return RangeFinderApprox(coeffs=A @ basis, basis=basis)

@@ -8,7 +8,10 @@ a fresh batch every step), ``backward`` accumulates the cross-entropy gradient, 
 
 Storage: ``exact`` trains the plain network (standard autograd layers); ``sketch`` replaces
 its linear layers by :class:`~pinnsketch.sketch.linear.SketchedLinear` (rank k, fused
-bit-packed ReLU), the output layer kept exact unless ``sketch_last``.
+bit-packed ReLU), the output layer kept exact unless ``sketch_last``. With ``rank="auto"`` a
+:class:`~pinnsketch.control.RankController` sets the ranks of the sketched layers from the
+trend of the training loss and each layer's measured sketch error (the same controller and
+driver as the PINNs' ``--sketch-rank auto``; :mod:`pinnsketch.tasks.linear_ranks`).
 
 Held bytes (DESIGN.md section 4) are counted with :class:`~pinnsketch.memory.HeldBytes`
 around the forward pass. The batch is kept as uint8 images and normalised inside
@@ -24,9 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pinnsketch.control import RankController
 from pinnsketch.data.datasets import DatasetSpec, normalize
 from pinnsketch.memory import HeldBytes
 from pinnsketch.sketch.linear import LINEAR_SKETCH_METHODS, SKETCH_DTYPES, sketchify
+from pinnsketch.tasks.linear_ranks import SketchedLayers
+from pinnsketch.tasks.rank_driver import RankDriver
 
 __all__ = ["ClassifierConfig", "LinearStorage", "MinibatchConfig", "ImageBatch",
            "ClassificationTask", "CLASSIFIER_MODELS", "CLASSIFY_STORAGE", "build_classifier"]
@@ -78,13 +84,16 @@ class LinearStorage:
 
     Args:
         policy: ``"exact"`` (plain layers) or ``"sketch"``.
-        rank: sketch rank k >= 1 (``sketch`` only; required there). k >= min(batch, width)
-            keeps that layer's input exactly.
-        method: ``"range_finder"`` (default) or ``"three_sketch"``.
+        rank: sketch rank k >= 1, or ``"auto"`` (a rank controller chooses per layer)
+            (``sketch`` only; required there). k >= min(batch, width) keeps that layer's
+            input exactly.
+        method: ``"range_finder"`` (default), ``"truncated_svd"``, ``"three_sketch"`` or
+            ``"ema"`` (the paper's EMA three-sketch across steps).
         sketch_last: also sketch the output layer (default: keep it exact).
         seed: base seed of the sketch test matrices (fresh per step, deterministic).
         sketch_dtype: None (the model's float type) or ``"bfloat16"`` / ``"float16"``: the
             float type the sketch factors are stored in (half the bytes).
+        beta: EMA weight of the past, 0 <= beta < 1 (``method="ema"`` only).
 
     >>> LinearStorage("sketch", rank=16).method
     'range_finder'
@@ -95,11 +104,12 @@ class LinearStorage:
     """
 
     policy: str = "exact"
-    rank: int | None = None
+    rank: int | str | None = None
     method: str = "range_finder"
     sketch_last: bool = False
     seed: int = 0
     sketch_dtype: str | None = None
+    beta: float = 0.9
 
     def __post_init__(self) -> None:
         if self.policy not in CLASSIFY_STORAGE:
@@ -110,7 +120,8 @@ class LinearStorage:
         if self.policy == "sketch":
             if self.rank is None:
                 raise ValueError("storage 'sketch' needs a rank (e.g. rank=16, --sketch-rank 16)")
-            _positive_int("storage", "rank", self.rank)
+            if self.rank != "auto":
+                _positive_int("storage", "rank", self.rank)
         elif self.rank is not None:
             raise ValueError(f"rank={self.rank!r} needs storage 'sketch' (storage 'exact' keeps "
                              "every activation); drop the rank or use policy='sketch'")
@@ -119,6 +130,10 @@ class LinearStorage:
                              f"{', '.join(SKETCH_DTYPES)}")
         if self.policy == "exact" and self.sketch_dtype is not None:
             raise ValueError("sketch_dtype needs storage 'sketch'")
+        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) \
+                or not 0.0 <= self.beta < 1.0:
+            raise ValueError(f"storage.beta={self.beta!r} must satisfy 0 <= beta < 1 (the EMA "
+                             "weight of the past); e.g. 0.9")
         if not isinstance(self.sketch_last, bool):
             raise ValueError(f"sketch_last must be True or False, got {self.sketch_last!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) \
@@ -210,16 +225,20 @@ class ClassificationTask:
         model, storage, batches: configurations.
         seed: seeds the initialisation and the shuffles.
         device: where the model and batches live.
+        controller: the rank policy for ``storage.rank == "auto"`` (default
+            ``RankController()``); refused otherwise.
+        control_every: measure the sketch errors every this many steps (rank control).
 
     Raises:
-        ValueError: images of another shape than the spec's, or a batch size larger than
-            the training set.
+        ValueError: images of another shape than the spec's, a batch size larger than the
+            training set, or a controller without ``rank="auto"``.
     """
 
     def __init__(self, spec: DatasetSpec, train: tuple[Tensor, Tensor],
                  test: tuple[Tensor, Tensor], model: ClassifierConfig | None = None,
                  storage: LinearStorage | None = None, batches: MinibatchConfig | None = None,
-                 seed: int = 0, device: str = "cpu"):
+                 seed: int = 0, device: str = "cpu", controller: RankController | None = None,
+                 control_every: int = 50):
         self.spec = spec
         self.model_config = model or ClassifierConfig()
         self.storage = storage or LinearStorage()
@@ -241,14 +260,51 @@ class ClassificationTask:
         self.batches_per_epoch = n // self.sampling.batch_size
         net = build_classifier(spec, self.model_config, seed)
         st = self.storage
+        auto = st.policy == "sketch" and st.rank == "auto"
+        if controller is not None and not auto:
+            raise ValueError("a rank controller needs LinearStorage(policy='sketch', "
+                             "rank='auto')")
         if st.policy == "sketch":
-            net = sketchify(net, st.rank, st.method, skip_last=not st.sketch_last, seed=st.seed,
-                            sketch_dtype=st.sketch_dtype)
+            controller = controller or (RankController() if auto else None)
+            first = controller.initial_rank if auto else st.rank
+            net = sketchify(net, first, st.method, skip_last=not st.sketch_last, seed=st.seed,
+                            sketch_dtype=st.sketch_dtype, beta=st.beta)
         self.model = net.to(self.device)
+        self.rank_driver: RankDriver | None = None
+        if auto:
+            layers = SketchedLayers(self.model)
+            self.rank_driver = RankDriver(controller, layers,
+                                          layers.widths(self.sampling.batch_size), control_every)
         self._perm_epoch: int | None = None
         self._perm: Tensor | None = None
         self.held_bytes: int | None = None
         self.held_bytes_per_point: float | None = None
+
+    # --- hooks of the training loop (see pinnsketch.tasks.base.Task) ---
+
+    def before_step(self, step: int) -> None:
+        if self.rank_driver is not None:
+            self.rank_driver.before_step(step)
+
+    def after_step(self, step: int, terms: dict[str, float]) -> tuple[dict[str, object], list[str]]:
+        """Extra history columns (sketch ranks) and log lines (rank changes) after a step;
+        the controller follows the training loss."""
+        if self.rank_driver is None:
+            return {}, []
+        messages = self.rank_driver.after_step(step, terms["loss"])
+        return self.rank_driver.columns(), messages
+
+    @property
+    def sketch_ranks(self) -> tuple[int, ...] | None:
+        """The current ranks of the sketched layers (module order), or None (exact)."""
+        if self.storage.policy != "sketch":
+            return None
+        return SketchedLayers(self.model).ranks
+
+    @property
+    def rank_log(self) -> tuple[str, ...]:
+        """Every rank-controller decision so far (empty without ``rank="auto"``)."""
+        return tuple(self.rank_driver.state.log) if self.rank_driver is not None else ()
 
     @property
     def dtype(self) -> torch.dtype:
