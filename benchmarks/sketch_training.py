@@ -3,7 +3,8 @@
 For each problem and network, trains the same initial network with the same points and
 Adam schedule (no L-BFGS) under ``exact`` storage and under ``sketch`` storage at each rank,
 and reports the final L2 relative error, its ratio to exact, mean held bytes per point and
-wall time.
+wall time. With --lbfgs-steps, an L-BFGS phase follows (under ``auto`` the controller
+switches it to exact storage: a line search needs consistent gradients).
 
     python benchmarks/sketch_training.py --problems burgers heat poisson \
         --nets 4x256 4x50 --ranks 8 32 --steps 1000 --points 1000
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="integers, or 'auto' for the rank controller")
     p.add_argument("--method", default="truncated_svd")
     p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--lbfgs-steps", type=int, default=0)
     p.add_argument("--points", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                                model=ModelConfig(width=width, depth=depth),
                                sampling=SamplingConfig(collocation=args.points, boundary=200,
                                                        initial=200, resample_every=100),
-                               optim=OptimConfig(steps=args.steps, lbfgs_steps=0),
+                               optim=OptimConfig(steps=args.steps, lbfgs_steps=args.lbfgs_steps),
                                storage=storage,
                                run=RunConfig(seed=args.seed, quiet=True,
                                              eval_every=max(args.steps // 4, 1)))
@@ -68,10 +70,13 @@ def main(argv: list[str] | None = None) -> int:
                        "final_ranks": s["final_ranks"], "wall_time_s": s["wall_time_s"]}
                 rows.append(row)
                 print(row, flush=True)
+                for line in s.get("rank_changes", []):
+                    print("   ", line, flush=True)
     command = "python benchmarks/sketch_training.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     print(write_table(rows, args.out, "sketch_training", command,
-                      f"Training with sketched vs exact storage: {args.steps} Adam steps, "
+                      f"Training with sketched vs exact storage: {args.steps} Adam steps + "
+                      f"{args.lbfgs_steps} L-BFGS, "
                       f"{args.points} points, float32, method {args.method}"))
     return 0
 

@@ -18,12 +18,14 @@ import torch
 from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig, to_dict
 from pinnsketch.control import (
     RankController,
+    compressed_held_bytes,
     exact_points_within,
     format_bytes,
     parse_bytes,
     plan_budget,
     sketch_held_bytes,
 )
+from pinnsketch.distributed import Cluster, DistributedRunError, current
 from pinnsketch.memory import cuda_peak_bytes, peak_rss_bytes
 from pinnsketch.pde.derivatives import required_derivatives
 from pinnsketch.pde.problem import Problem
@@ -74,7 +76,7 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
           sampling: SamplingConfig | None = None, optim: OptimConfig | None = None,
           storage: StorageConfig | None = None, run: RunConfig | None = None,
           controller: RankController | None = None, memory_budget: int | str | None = None,
-          problem_source: str | None = None) -> SolveResult:
+          problem_source: str | None = None, cluster: Cluster | None = None) -> SolveResult:
     """Train a PINN on ``problem`` and (with ``run.out``) write the run directory.
 
     Args:
@@ -86,9 +88,14 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
             collocation batch and ranks that fit (DESIGN.md section 4), or refuses.
         problem_source: how to load the problem again (a registry name or a file path),
             recorded in config.json so ``resume`` can rebuild it.
+        cluster: data-parallel run (:mod:`pinnsketch.distributed`); default: the initialised
+            process group if there is one, else a single process. ``sampling.collocation``
+            is the total over processes, ``memory_budget`` is per process; only process 0
+            writes files.
 
     Returns:
-        SolveResult with the trained model, history and summary.
+        SolveResult with the trained model, history and summary (``out`` is None on the
+        processes that do not write).
 
     Raises:
         ValueError: a bad configuration or output directory, before any training.
@@ -97,6 +104,7 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
     """
     model, sampling = model or ModelConfig(), sampling or SamplingConfig()
     optim, storage, run = optim or OptimConfig(), storage or StorageConfig(), run or RunConfig()
+    cluster = cluster or current()
     if problem_source is None and problem.name != "problem":
         problem_source = problem.name
     if controller is not None and storage.rank != "auto":
@@ -106,35 +114,48 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
     budget_message = None
     if memory_budget is not None:
         sampling, controller, budget_message = plan_memory(
-            problem, model, sampling, storage, run, controller, parse_bytes(memory_budget))
+            problem, model, sampling, storage, run, controller, parse_bytes(memory_budget),
+            world_size=cluster.world_size)
     config = _config_dict(problem, problem_source, model, sampling, optim, storage, run)
     if budget_message:
         config["memory_budget"] = {"bytes": parse_bytes(memory_budget), "plan": budget_message}
     if controller is not None:
         config["controller"] = to_dict(controller)
-    task = _build_task(problem, config, model, sampling, optim, storage, run, controller)
-    if budget_message and not run.quiet:
+    task = _build_task(problem, config, model, sampling, optim, storage, run, controller, cluster)
+    if budget_message and not run.quiet and cluster.is_main:
         print(budget_message)
-    out = prepare_out_dir(run.out, run.overwrite) if run.out else None
-    if out:
-        write_json(out / "config.json", config)
-    return _run(task, config, optim, run, out, TrainState())
+    out = cluster.from_main(lambda: _new_run_dir(run, config))
+    return _run(task, config, optim, run, out if cluster.is_main else None, TrainState(), cluster)
+
+
+def _new_run_dir(run: RunConfig, config: dict[str, Any]) -> Path | None:
+    if not run.out:
+        return None
+    out = prepare_out_dir(run.out, run.overwrite)
+    write_json(out / "config.json", config)
+    return out
 
 
 def _build_task(problem, config, model, sampling, optim, storage, run,
-                controller=None) -> PINNTask:
+                controller=None, cluster: Cluster | None = None) -> PINNTask:
+    cluster = cluster or current()
     if run.threads:
         torch.set_num_threads(run.threads)
     if run.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {run.device}: CUDA is not available on this machine; use cpu")
-    return PINNTask(problem, model, sampling, optim, storage, seed=run.seed, device=run.device,
-                    dtype=_DTYPES[run.dtype], controller=controller)
+    task = PINNTask(problem, model, sampling, optim, storage, seed=run.seed, device=run.device,
+                    dtype=_DTYPES[run.dtype], controller=controller, cluster=cluster)
+    cluster.broadcast_parameters(task.model)  # identical by seeding; made certain
+    return task
 
 
 def plan_memory(problem: Problem, model: ModelConfig, sampling: SamplingConfig,
                 storage: StorageConfig, run: RunConfig, controller: RankController | None,
-                budget: int) -> tuple[SamplingConfig, RankController | None, str]:
+                budget: int, world_size: int = 1) -> tuple[SamplingConfig, RankController | None, str]:
     """Fit the collocation batch (and sketch ranks) to a held-bytes budget.
+
+    In a data-parallel run of ``world_size`` processes the budget holds for each process,
+    which keeps ceil(N / world_size) of the N collocation points.
 
     Uses the held-bytes formulas of :mod:`pinnsketch.control.budget` for the interior
     points (the few boundary and initial points are not counted). ``exact``: the largest
@@ -151,34 +172,45 @@ def plan_memory(problem: Problem, model: ModelConfig, sampling: SamplingConfig,
     J = JetPlan.from_keys(keys, domain.dim).num_components
     widths = (model.width,) * model.depth
     itemsize = 8 if run.dtype == "float64" else 4
-    n = sampling.collocation
+    total = sampling.collocation
+    n = -(-total // world_size)  # the largest share of one process
+    per = " per process" if world_size > 1 else ""
     if storage.policy == "autograd":
-        raise ValueError("--memory-budget needs --storage exact, sketch or checkpoint: the held "
-                         "bytes of nested autograd have no closed form")
+        raise ValueError("--memory-budget needs --storage exact, sketch, checkpoint, quant8 or "
+                         "projection: the held bytes of nested autograd have no closed form")
     if storage.policy == "checkpoint":
         fits = budget // (itemsize * domain.dim)
-        message = f"memory budget {format_bytes(budget)}: checkpoint storage holds only the points"
+        message = (f"memory budget {format_bytes(budget)}{per}: checkpoint storage holds only "
+                   "the points")
     elif storage.policy == "exact":
         fits = exact_points_within(budget, widths, J, domain.dim, itemsize)
-        message = f"memory budget {format_bytes(budget)}: exact storage"
+        message = f"memory budget {format_bytes(budget)}{per}: exact storage"
+    elif storage.policy in ("quant8", "projection"):
+        fits = _largest_fitting(n, lambda x: compressed_held_bytes(
+            storage.policy, x, widths, J, domain.dim, itemsize, storage.rank) <= budget)
+        message = f"memory budget {format_bytes(budget)}{per}: {storage.policy} storage"
     elif storage.rank == "auto":
         plan = plan_budget(budget, widths, J, domain.dim, itemsize, storage.method, n,
                            controller.min_rank, exact_value=storage.exact_value)
         controller = dataclasses.replace(controller, budget_ranks=plan.ranks)
-        return dataclasses.replace(sampling, collocation=plan.points), controller, plan.message
+        points = min(total, plan.points * world_size)
+        message = plan.message + (f" (per process; {points} points over {world_size} "
+                                  "processes)" if world_size > 1 else "")
+        return dataclasses.replace(sampling, collocation=points), controller, message
     else:
         ranks = storage.rank if isinstance(storage.rank, tuple) else (storage.rank,) * model.depth
         fits = _largest_fitting(n, lambda x: sketch_held_bytes(
             x, widths, ranks, J, domain.dim, itemsize, storage.method, storage.exact_value)
             <= budget)
-        message = f"memory budget {format_bytes(budget)}: sketch storage at ranks {ranks}"
+        message = f"memory budget {format_bytes(budget)}{per}: sketch storage at ranks {ranks}"
     if fits < 1:
         raise ValueError(f"memory budget {format_bytes(budget)} is too small for even one "
                          f"collocation point with {storage.policy} storage on a "
                          f"{model.depth} x {model.width} network")
-    points = min(n, fits)
+    points = min(total, fits * world_size)
     message += f", {points} collocation points" + (
-        f" (reduced from the requested {n})" if points < n else "")
+        f" ({-(-points // world_size)} per process)" if world_size > 1 else "") + (
+        f" (reduced from the requested {total})" if points < total else "")
     return dataclasses.replace(sampling, collocation=points), controller, message
 
 
@@ -193,7 +225,8 @@ def _largest_fitting(n: int, fits) -> int:
 
 def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | None = None,
            quiet: bool | None = None, time_limit_s: float | None = None,
-           problem: Problem | None = None) -> SolveResult:
+           problem: Problem | None = None, cluster: Cluster | None = None,
+           device: str | None = None) -> SolveResult:
     """Continue the run in ``out_dir`` from its checkpoint (optionally with more steps).
 
     The wall time and a time limit count over the whole run, resumed parts included; pass
@@ -205,7 +238,8 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
         ValueError: a corrupted or mismatched checkpoint, or an unloadable problem.
     """
     out = Path(out_dir)
-    config = read_json(out / "config.json")
+    cluster = cluster or current()
+    config = cluster.from_main(lambda: read_json(out / "config.json"))
     if problem is None:
         source = config["problem"].get("source")
         if not source:
@@ -232,37 +266,45 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
         run_d["quiet"] = quiet
     if time_limit_s is not None:
         run_d["time_limit_s"] = time_limit_s
+    if device is not None:
+        run_d["device"] = device
     run = RunConfig(**run_d)
     new_config = _config_dict(problem, config["problem"].get("source"), model, sampling, optim,
                               storage, run)
     for key in ("memory_budget", "controller"):
         if key in config:
             new_config[key] = config[key]
-    payload = load_checkpoint(out / "checkpoint.pt", new_config)
-    task = _build_task(problem, new_config, model, sampling, optim, storage, run, controller)
+    payload = cluster.from_main(lambda: load_checkpoint(out / "checkpoint.pt", new_config))
+    task = _build_task(problem, new_config, model, sampling, optim, storage, run, controller,
+                       cluster)
     state = TrainState.from_dict(payload["train_state"])
+    if state.task_state and hasattr(task, "restore_checkpoint_state"):
+        task.restore_checkpoint_state(state.task_state)
     if state.phase == "done" and (optim.steps > state.step or optim.lbfgs_steps > state.lbfgs_iter):
         state.phase = "adam" if optim.steps > state.step else "lbfgs"
     state.stop_reason = None
     dtype = next(iter(payload["model"].values())).dtype
     task.set_dtype(dtype)
     task.model.load_state_dict(payload["model"])
-    (out / "summary.json").unlink(missing_ok=True)  # the run is open again
-    write_json(out / "config.json", new_config)
-    return _run(task, new_config, optim, run, out, state)
+    if cluster.is_main:
+        (out / "summary.json").unlink(missing_ok=True)  # the run is open again
+        write_json(out / "config.json", new_config)
+    return _run(task, new_config, optim, run, out if cluster.is_main else None, state, cluster)
 
 
 def _run(task: PINNTask, config: dict[str, Any], optim: OptimConfig, run: RunConfig,
-         out: Path | None, state: TrainState) -> SolveResult:
+         out: Path | None, state: TrainState, cluster: Cluster) -> SolveResult:
     def checkpoint(st: TrainState) -> None:
         if out is None:
             return
+        if hasattr(task, "checkpoint_state"):
+            st.task_state = task.checkpoint_state()
         save_checkpoint(out / "checkpoint.pt", task.model.state_dict(), st.to_dict(), config)
         write_history_csv(out / "history.csv", st.history)
 
     try:
-        state = train(task, optim, run, state, checkpoint)
-    except (KeyboardInterrupt, TrainingDiverged):
+        state = train(task, optim, run, state, checkpoint, cluster)
+    except (KeyboardInterrupt, TrainingDiverged, DistributedRunError):
         _finish(task, config, state, out)
         raise
     summary = _finish(task, config, state, out)
@@ -297,11 +339,13 @@ def _finish(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path
         "mean_held_bytes_per_point": _mean([row.get("held_bytes_per_point")
                                              for row in state.history]),
         "final_ranks": task.sketch_ranks,
+        "rank_changes": list(task.rank_log),
         "collocation": config["sampling"]["collocation"],
         "width": config["model"]["width"],
         "depth": config["model"]["depth"],
         "dtype": config["run"]["dtype"],
-        "device": config["run"]["device"],
+        "device": str(task.device),
+        "world_size": task.cluster.world_size,
         "parameters": config["problem"]["params"],
     }
     if out is None:

@@ -2,7 +2,11 @@
 DATASET``, ``pinnsketch fetch DATASET``.
 
 Thin: argv -> the same config objects and the same solve() the notebooks call. Exit codes:
-0 success, 2 bad input, 3 training diverged, 130 interrupted (Ctrl-C, files saved).
+0 success, 2 bad input, 3 training diverged, 4 another process of a data-parallel run
+failed, 130 interrupted (Ctrl-C, files saved).
+
+Under torchrun (WORLD_SIZE > 1) ``solve`` joins the process group and trains data-parallel
+(:mod:`pinnsketch.distributed`).
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="how hidden layers keep what backward needs (default autograd)")
     g.add_argument("--sketch-rank", type=parse_sketch_rank, default=None,
                    help="none | auto | N: sketch rank of the hidden layers (N or auto implies "
-                        "--storage sketch; auto: a controller follows the residual trend)")
+                        "--storage sketch; auto: a controller follows the residual trend); "
+                        "with --storage projection, the projected width N")
     g.add_argument("--sketch-method", choices=SKETCH_METHODS, default=None,
                    help="which low-rank sketch stores the activations (truncated_svd)")
     g.add_argument("--memory-budget", default=None, metavar="BYTES",
@@ -70,6 +75,11 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--monitor", action="store_true",
                    help="log per-layer gradient norms estimated from sketches (and exact ones "
                         "every --eval-every steps)")
+    g.add_argument("--monitor-rank", type=int, default=None,
+                   help="sketch size k of --monitor (16): relative spread of the squared-norm "
+                        "estimate at most sqrt(2/k)")
+    g.add_argument("--monitor-every", type=int, default=None,
+                   help="exact norms beside the estimates every K steps (default --eval-every)")
     g = s.add_argument_group("run")
     g.add_argument("--seed", type=int, default=None, help="seed of weights and points (0)")
     g.add_argument("--device", default=None, help="cpu or cuda[:N] (cpu)")
@@ -85,6 +95,9 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run in DIR (optionally with larger --steps/--lbfgs-steps)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                   help="under torchrun: how long a process waits for the others before the "
+                        "run is declared failed (300)")
     return parser
 
 
@@ -114,14 +127,28 @@ def _storage_config(args: argparse.Namespace):
 
     kwargs = _given(args, {"storage": "policy", "sketch_method": "method"})
     if args.sketch_rank is not None:
-        if kwargs.get("policy", "sketch") != "sketch":
-            raise ValueError(f"--sketch-rank {args.sketch_rank} needs --storage sketch, "
-                             f"not --storage {kwargs['policy']}")
-        kwargs.update(policy="sketch", rank=args.sketch_rank)
+        policy = kwargs.get("policy", "sketch")
+        if policy not in ("sketch", "projection"):
+            raise ValueError(f"--sketch-rank {args.sketch_rank} needs --storage sketch (or "
+                             f"projection), not --storage {kwargs['policy']}")
+        kwargs.update(policy=policy, rank=args.sketch_rank)
     return StorageConfig(**kwargs)
 
 
 def _cmd_solve(args: argparse.Namespace) -> int:
+    from pinnsketch import distributed
+
+    timeout = distributed.DEFAULT_TIMEOUT_S if args.dist_timeout is None else args.dist_timeout
+    cluster, device = distributed.init_from_env(args.device or "cpu", timeout)
+    if args.device is not None or cluster.active:
+        args.device = device
+    try:
+        return _solve_or_resume(args, cluster)
+    finally:
+        distributed.shutdown()
+
+
+def _solve_or_resume(args: argparse.Namespace, cluster) -> int:
     from pinnsketch.api import load_problem, resume, solve
     from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig
     from pinnsketch.pde.registry import parse_param_overrides
@@ -130,8 +157,10 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         if args.problem:
             raise ValueError("give either a problem or --resume DIR, not both")
         resume(args.resume, steps=args.steps, lbfgs_steps=args.lbfgs_steps,
-               quiet=True if args.quiet else None, time_limit_s=args.time_limit)
-        print(f"resumed run finished: {Path(args.resume) / 'summary.json'}")
+               quiet=True if args.quiet else None, time_limit_s=args.time_limit, cluster=cluster,
+               device=args.device)
+        if cluster.is_main:
+            print(f"resumed run finished: {Path(args.resume) / 'summary.json'}")
         return 0
     if not args.problem:
         raise ValueError("name a problem (see 'pinnsketch list') or give --resume DIR")
@@ -151,14 +180,20 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     out = args.out or str(Path("runs") / f"{problem.name}-seed{seed}")
     run = RunConfig(out=out, overwrite=args.overwrite, quiet=args.quiet, **_given(args, {
         "seed": "seed", "device": "device", "dtype": "dtype", "eval_every": "eval_every",
-        "threads": "threads", "time_limit": "time_limit_s", "monitor": "monitor"}))
+        "threads": "threads", "time_limit": "time_limit_s", "monitor": "monitor",
+        "monitor_rank": "monitor_rank", "monitor_every": "monitor_every"}))
     result = solve(problem, model=model, sampling=sampling, optim=optim, storage=storage,
-                   run=run, memory_budget=args.memory_budget, problem_source=args.problem)
+                   run=run, memory_budget=args.memory_budget, problem_source=args.problem,
+                   cluster=cluster)
+    if not cluster.is_main:
+        return 0
     s = result.summary
     l2 = s["l2_relative_error"]
     print(f"{s['problem']}: L2 relative error {l2:.3e} after {s['steps']} Adam + "
           f"{s['lbfgs_steps']} L-BFGS iterations in {s['wall_time_s']:.1f} s; "
-          f"held {s['held_bytes_per_point']:.0f} B/point ({s['storage']}); results in {out}")
+          f"held {s['held_bytes_per_point']:.0f} B/point ({s['storage']})"
+          + (f" on each of {cluster.world_size} processes" if cluster.active else "")
+          + f"; results in {out}")
     return 0
 
 

@@ -114,7 +114,8 @@ class RunConfig:
 
     ``time_limit_s`` > 0 ends training (status completed, stop_reason "time limit") once
     that much wall time has passed; ``threads`` > 0 sets torch's CPU thread count;
-    ``monitor`` logs per-layer gradient norms estimated from rank-``monitor_rank`` sketches.
+    ``monitor`` logs per-layer gradient norms estimated from rank-``monitor_rank`` sketches,
+    with the exact norms every ``monitor_every`` steps (0: every ``eval_every``).
     """
 
     seed: int = 0
@@ -128,6 +129,7 @@ class RunConfig:
     time_limit_s: float = 0.0
     monitor: bool = False
     monitor_rank: int = 16
+    monitor_every: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -135,6 +137,7 @@ class RunConfig:
         _positive_int("run", "eval_every", self.eval_every)
         _positive_int("run", "threads", self.threads, allow_zero=True)
         _positive_int("run", "monitor_rank", self.monitor_rank)
+        _positive_int("run", "monitor_every", self.monitor_every, allow_zero=True)
         if not (isinstance(self.time_limit_s, (int, float)) and self.time_limit_s >= 0
                 and math.isfinite(self.time_limit_s)):
             raise ValueError(f"run.time_limit_s must be a number >= 0 (0 = no limit), "

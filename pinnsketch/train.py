@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from pinnsketch.config import OptimConfig, RunConfig
+from pinnsketch.distributed import SINGLE, Cluster, DistributedRunError
 from pinnsketch.progress import Progress
 from pinnsketch.sketch.monitor import GradientMonitor, exact_norm
 from pinnsketch.tasks.base import Task
@@ -47,6 +48,7 @@ class TrainState:
     lbfgs: dict | None = None  # L-BFGS optimizer state (curvature pairs) within its phase
     status: str = "running"
     stop_reason: str | None = None  # "steps", "converged" (L-BFGS tolerance), "time limit"
+    task_state: dict | None = None  # the task's own resumable state (sketch counter, controller)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -57,29 +59,36 @@ class TrainState:
 
 
 def train(task: Task, optim: OptimConfig, run: RunConfig, state: TrainState | None = None,
-          checkpoint: Callable[[TrainState], None] | None = None) -> TrainState:
+          checkpoint: Callable[[TrainState], None] | None = None,
+          cluster: Cluster = SINGLE) -> TrainState:
     """Train ``task`` to the end of both phases, starting from ``state`` if given.
 
     ``checkpoint(state)`` is called after each evaluation with a consistent state (model
-    weights are the task's), and once more at the end or on interruption.
+    weights are the task's), and once more at the end or on interruption. In a
+    data-parallel run (``cluster``) the task sums gradients over processes, only process 0
+    shows progress, and a time limit reached by any process stops all of them at the same
+    step.
 
     Raises:
         TrainingDiverged: a non-finite loss; the model holds the last good weights and
             ``checkpoint`` has been called with them.
         KeyboardInterrupt: re-raised after a checkpoint of the state reached so far.
+        DistributedRunError: another process failed; re-raised after a checkpoint of the
+            last good state (status "failed").
     """
     state = state or TrainState()
     total = optim.steps + optim.lbfgs_steps
-    progress = Progress(total=total, initial=state.step + state.lbfgs_iter, quiet=run.quiet)
+    progress = Progress(total=total, initial=state.step + state.lbfgs_iter,
+                        quiet=run.quiet or not cluster.is_main)
     good = _Snapshot(task, state)
     start = time.perf_counter() - state.wall_time
     try:
         if state.phase == "adam":
-            _adam(task, optim, run, state, progress, good, checkpoint, start)
+            _adam(task, optim, run, state, progress, good, checkpoint, start, cluster)
             if state.stop_reason != "time limit":
                 state.phase = "lbfgs"
         if state.phase == "lbfgs" and state.stop_reason != "time limit":
-            _lbfgs(task, optim, run, state, progress, good, checkpoint, start)
+            _lbfgs(task, optim, run, state, progress, good, checkpoint, start, cluster)
         state.phase = "done"
         state.stop_reason = state.stop_reason or "steps"
         state.status = "completed"
@@ -95,6 +104,12 @@ def train(task: Task, optim: OptimConfig, run: RunConfig, state: TrainState | No
     except TrainingDiverged:
         good.restore()
         state.status = "diverged"
+        if checkpoint:
+            checkpoint(state)
+        raise
+    except DistributedRunError:  # another process died: keep what this one can still save
+        good.restore()
+        state.status = "failed"
         if checkpoint:
             checkpoint(state)
         raise
@@ -152,7 +167,8 @@ def _record(task: Task, state: TrainState, terms: dict[str, float], start: float
     return row
 
 
-def _adam(task, optim: OptimConfig, run: RunConfig, state, progress, good, checkpoint, start):
+def _adam(task, optim: OptimConfig, run: RunConfig, state, progress, good, checkpoint, start,
+          cluster: Cluster):
     if optim.steps == 0 or state.step >= optim.steps:
         return
     opt = torch.optim.Adam(task.model.parameters(), lr=optim.lr)
@@ -188,7 +204,7 @@ def _adam(task, optim: OptimConfig, run: RunConfig, state, progress, good, check
                 progress.note(line)
         state.step += 1
         progress.update(1)
-        out_of_time = _out_of_time(run, start)
+        out_of_time = _out_of_time(run, start, cluster)
         done = state.step == optim.steps or out_of_time
         evaluate = state.step % run.eval_every == 0 or done
         _record(task, state, terms, start, lr, evaluate, progress, extra)
@@ -208,7 +224,8 @@ def task_resample_period(task: Task) -> int:
     return getattr(sampling, "resample_every", 0) if sampling is not None else 0
 
 
-def _lbfgs(task, optim: OptimConfig, run: RunConfig, state, progress, good, checkpoint, start):
+def _lbfgs(task, optim: OptimConfig, run: RunConfig, state, progress, good, checkpoint, start,
+           cluster: Cluster):
     if optim.lbfgs_steps == 0 or state.lbfgs_iter >= optim.lbfgs_steps:
         return
     task.set_dtype(_DTYPES[optim.lbfgs_dtype])
@@ -248,7 +265,7 @@ def _lbfgs(task, optim: OptimConfig, run: RunConfig, state, progress, good, chec
         if converged:
             state.stop_reason = "converged"
             progress.note(f"L-BFGS stopped after {state.lbfgs_iter} iterations (converged)")
-        out_of_time = _out_of_time(run, start)
+        out_of_time = _out_of_time(run, start, cluster)
         evaluate = (state.lbfgs_iter >= next_eval or converged or out_of_time
                     or state.lbfgs_iter >= optim.lbfgs_steps)
         _record(task, state, last, start, None, evaluate, progress)
@@ -271,14 +288,14 @@ class GradientMonitoring:
     with the exact norms and the estimate's relative error every ``run.eval_every`` steps.
 
     Columns: ``gnorm_est_L`` (sketch estimate), ``gnorm_ema_L`` (EMA monitoring sketch) for
-    each weight matrix L = 1, 2, ...; every ``eval_every`` steps also ``gnorm_exact_L`` and
-    ``gnorm_relerr_L`` = |est - exact| / exact.
+    each weight matrix L = 1, 2, ...; every ``run.monitor_every`` steps (default
+    ``eval_every``) also ``gnorm_exact_L`` and ``gnorm_relerr_L`` = |est - exact| / exact.
     """
 
     def __init__(self, model: torch.nn.Module, run: RunConfig):
         self.weights = [p for p in model.parameters() if p.dim() == 2]
         self.monitor = GradientMonitor(k=run.monitor_rank, beta=0.9, seed=run.seed)
-        self.every = run.eval_every
+        self.every = run.monitor_every or run.eval_every
 
     def observe(self, step: int) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -296,8 +313,11 @@ class GradientMonitoring:
         return out
 
 
-def _out_of_time(run: RunConfig, start: float) -> bool:
-    return bool(run.time_limit_s) and time.perf_counter() - start >= run.time_limit_s
+def _out_of_time(run: RunConfig, start: float, cluster: Cluster = SINGLE) -> bool:
+    """The time limit is reached (on any process of a data-parallel run)."""
+    if not run.time_limit_s:
+        return False
+    return cluster.any(time.perf_counter() - start >= run.time_limit_s)
 
 
 def _stop_for_time(state: TrainState, progress: Progress, run: RunConfig) -> None:

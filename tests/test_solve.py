@@ -469,3 +469,33 @@ def test_monitor_columns(tmp_path):
     exact_rows = [r for r in rows if r.get("gnorm_exact_1")]
     assert len(exact_rows) == 2  # steps 5 and 10
     assert (out / "monitor.png").exists()
+
+
+def test_resumed_auto_run_continues_with_the_controllers_ranks(tmp_path):
+    """A run under --sketch-rank auto, checkpointed at step 20 and resumed to 40, equals the
+    uninterrupted run (float64): the controller's state (ranks, loss window, log) and the
+    sketch seeds' call counter come back from the checkpoint."""
+    from pinnsketch import ModelConfig, OptimConfig, RunConfig, SamplingConfig, load_problem, resume, solve
+    from pinnsketch.control import RankController
+    from pinnsketch.storage import StorageConfig
+
+    # A controller that finds every layer lossy and the loss stalling, so it changes ranks
+    # in the first 20 steps (the error is measured at step 0).
+    ctrl = RankController(min_rank=2, initial_rank=2, window=4, cooldown=3, stall_slope=-1.0,
+                          fall_slope=-2.0, error_high=1e-9, error_low=1e-12)
+
+    def run(steps: int, out) -> object:
+        return solve(load_problem("heat"), model=ModelConfig(width=16, depth=2),
+                     sampling=SamplingConfig(collocation=200, boundary=10, initial=10),
+                     optim=OptimConfig(steps=steps, lbfgs_steps=0, lr_decay=1.0),
+                     storage=StorageConfig(policy="sketch", rank="auto"), controller=ctrl,
+                     run=RunConfig(dtype="float64", quiet=True, eval_every=20, out=str(out)))
+
+    whole = run(40, tmp_path / "whole")
+    run(20, tmp_path / "part")
+    resumed = resume(tmp_path / "part", steps=40, quiet=True)
+    ranks = [(h["rank_1"], h["rank_2"]) for h in whole.history]
+    assert ranks[0] != ranks[-1]  # the controller did change ranks before the checkpoint
+    assert [(h["rank_1"], h["rank_2"]) for h in resumed.history] == ranks
+    assert _max_weight_diff(whole.task.model.state_dict(),
+                            resumed.task.model.state_dict()) <= ROUNDOFF

@@ -42,27 +42,43 @@ def check_sampler(method: str) -> None:
         raise ValueError(f"unknown sampler {method!r}; valid samplers: {', '.join(SAMPLERS)}")
 
 
-def unit_cube(method: str, n: int, dim: int, seed: int, dtype=torch.float64) -> Points:
-    """n points in [0, 1)^dim drawn by ``method`` from ``seed``.
+def unit_cube(method: str, n: int, dim: int, seed: int, dtype=torch.float64,
+              rows: slice | None = None) -> Points:
+    """n points in [0, 1)^dim drawn by ``method`` from ``seed``; with ``rows``, only those
+    rows of that set (a data-parallel process's share; equal to slicing the whole set).
+
+    The sequences (sobol, halton) skip ahead to ``rows.start`` and draw only the rows asked
+    for; ``uniform`` and ``lhs`` (a Latin hypercube is a property of the whole set) draw the
+    set and slice it.
 
     >>> a = unit_cube("sobol", 8, 2, seed=3); b = unit_cube("sobol", 8, 2, seed=3)
     >>> bool((a == b).all()), tuple(a.shape)
     (True, (8, 2))
+    >>> bool((unit_cube("sobol", 8, 2, seed=3, rows=slice(5, 8)) == a[5:]).all())
+    True
     """
     check_sampler(method)
     if n < 0 or dim < 0:
         raise ValueError(f"need n >= 0 and dim >= 0, got n={n}, dim={dim}")
-    if n == 0 or dim == 0:
-        return torch.zeros(n, dim, dtype=dtype)
+    start, stop, step = (rows or slice(0, n)).indices(n)
+    if step != 1:
+        raise ValueError(f"rows must be a contiguous slice, got step {step}")
+    count = max(stop - start, 0)
+    if count == 0 or dim == 0:
+        return torch.zeros(count, dim, dtype=dtype)
     if method == "uniform":
         gen = torch.Generator().manual_seed(int(seed))
-        return torch.rand(n, dim, generator=gen, dtype=torch.float64).to(dtype)
+        return torch.rand(n, dim, generator=gen, dtype=torch.float64)[start:stop].to(dtype)
     if method == "sobol":
         engine = torch.quasirandom.SobolEngine(dim, scramble=True, seed=int(seed))
-        return engine.draw(n, dtype=torch.float64).to(dtype)
+        engine.fast_forward(start)
+        return engine.draw(count, dtype=torch.float64).to(dtype)
     rng = np.random.default_rng(int(seed))
-    engine = qmc.LatinHypercube(d=dim, rng=rng) if method == "lhs" else qmc.Halton(d=dim, rng=rng)
-    return torch.from_numpy(engine.random(n)).to(dtype)
+    if method == "lhs":
+        return torch.from_numpy(qmc.LatinHypercube(d=dim, rng=rng).random(n)[start:stop]).to(dtype)
+    engine = qmc.Halton(d=dim, rng=rng)
+    engine.fast_forward(start)
+    return torch.from_numpy(engine.random(count)).to(dtype)
 
 
 def _affine(unit: Points, lo: list[float], hi: list[float]) -> Points:
@@ -71,9 +87,12 @@ def _affine(unit: Points, lo: list[float], hi: list[float]) -> Points:
     return lo_t + unit * (hi_t - lo_t)
 
 
-def sample_interior(domain: Box, n: int, method: str, seed: int, dtype=torch.float64) -> Points:
-    """(n, d) points in the box (space x time when the domain has a time axis)."""
-    return _affine(unit_cube(method, n, domain.dim, seed, dtype), list(domain.lo), list(domain.hi))
+def sample_interior(domain: Box, n: int, method: str, seed: int, dtype=torch.float64,
+                    rows: slice | None = None) -> Points:
+    """(n, d) points in the box (space x time when the domain has a time axis); with
+    ``rows``, only those rows of the same set (see :func:`unit_cube`)."""
+    unit = unit_cube(method, n, domain.dim, seed, dtype, rows)
+    return _affine(unit, list(domain.lo), list(domain.hi))
 
 
 def sample_faces(domain: Box, faces: tuple[Face, ...], n: int, method: str, seed: int,

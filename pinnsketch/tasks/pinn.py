@@ -3,19 +3,22 @@
 Loss = sum_terms w_term * mean_points residual_term^2, the terms being the PDE residual on
 interior points ("pde") and each condition on its own points (named by the condition).
 The loss is a mean over points, so accumulating gradients over chunks of points gives the
-exact gradient of the whole batch in bounded memory.
+exact gradient of the whole batch in bounded memory; the same sum, split over processes
+(:mod:`pinnsketch.distributed`), gives data-parallel training.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from pinnsketch._types import Points
 from pinnsketch.config import ModelConfig, OptimConfig, SamplingConfig
 from pinnsketch.control import RankController
+from pinnsketch.distributed import SINGLE, Cluster
 from pinnsketch.memory import HeldBytes
 from pinnsketch.model import MLP
 from pinnsketch.pde.conditions import Condition
@@ -30,9 +33,17 @@ __all__ = ["PINNTask", "PINNBatch"]
 
 @dataclass(frozen=True)
 class PINNBatch:
-    """Point sets, float64: ``sets[name] = (points (N, d), normals (N, d))``."""
+    """Point sets, float64: ``sets[name] = (points (N, d), normals (N, d))``.
+
+    ``counts[name]``: the N that term's mean divides by (the global count when the set is
+    this process's share of a data-parallel batch); the set's own size when absent.
+    """
 
     sets: dict[str, tuple[Points, Points]]
+    counts: dict[str, float] = field(default_factory=dict)
+
+    def count(self, name: str) -> float:
+        return self.counts.get(name, self.sets[name][0].shape[0])
 
     @property
     def num_points(self) -> int:
@@ -47,13 +58,20 @@ class PINNTask:
         model, sampling, optim, storage: configurations.
         seed: seeds the initialisation and every point set.
         device, dtype: where and in what float type the model lives.
+        controller, control_every: the rank policy of ``--sketch-rank auto`` and how often
+            it measures the sketch errors.
+        cluster: this process's place in a data-parallel run: it samples only its share of
+            the interior points, and ``backward`` sums gradients and loss terms over all
+            processes (:mod:`pinnsketch.distributed`).
     """
 
     def __init__(self, problem: Problem, model: ModelConfig, sampling: SamplingConfig,
                  optim: OptimConfig, storage: StorageConfig, seed: int = 0,
                  device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 controller: RankController | None = None, control_every: int = 50):
+                 controller: RankController | None = None, control_every: int = 50,
+                 cluster: Cluster = SINGLE):
         self.problem = problem
+        self.cluster = cluster
         self.domain = problem.domain
         self.sampling = sampling
         self.optim = optim
@@ -75,6 +93,8 @@ class PINNTask:
         zeros = torch.zeros(1, self.domain.dim, dtype=torch.float64)
         pde_keys = required_derivatives([problem.residual], self.domain)
         self.pde_keys = pde_keys
+        if cluster.active and storage.policy == "sketch":  # independent sketches per process
+            storage = dataclasses.replace(storage, seed=derive_seed(storage.seed, cluster.rank))
         self.engines = {"pde": make_engine(self.model, self.domain, pde_keys, storage)}
         self.rank_driver: RankDriver | None = None
         if controller is not None:
@@ -82,7 +102,8 @@ class PINNTask:
                 raise ValueError("a rank controller needs storage policy 'sketch', "
                                  f"not {storage.policy!r}")
             widths = tuple(layer.out_features for layer in self.model.layers[:-1])
-            self.rank_driver = RankDriver(controller, self.engines["pde"], widths, control_every)
+            self.rank_driver = RankDriver(controller, self.engines["pde"], widths, control_every,
+                                          cluster.max_floats if cluster.active else None)
         # Conditions hold few points: they always use the exact nested-autograd engine.
         cond_storage = StorageConfig(policy="autograd")
         for cond in self.conditions:
@@ -122,13 +143,40 @@ class PINNTask:
         consistent losses and gradients."""
         if phase != "lbfgs" or self.rank_driver is None:
             return []
-        self.rank_driver.enter_lbfgs()
+        lines = self.rank_driver.enter_lbfgs()
+        # a run resumed inside L-BFGS already has the log of its Adam phase
+        self._rank_log = getattr(self, "_rank_log", ()) or tuple(self.rank_driver.state.log)
         self._adam_ranks = self.engines["pde"].ranks
         self.engines["pde"] = make_engine(self.model, self.domain, self.pde_keys,
                                           StorageConfig(policy="exact"))
         self.rank_driver = None
-        return ["L-BFGS phase: exact storage (exact gradients; a line search needs consistent "
-                "losses and gradients); rank control ends here"]
+        return [*lines, "L-BFGS phase: exact storage (exact gradients; a line search needs "
+                "consistent losses and gradients); rank control ends here"]
+
+    @property
+    def rank_log(self) -> tuple[str, ...]:
+        """Every decision of the rank controller so far, oldest first (empty without one)."""
+        if self.rank_driver is not None:
+            return tuple(self.rank_driver.state.log)
+        return getattr(self, "_rank_log", ())
+
+    def checkpoint_state(self) -> dict[str, object]:
+        """What a resumed run needs beyond weights and optimizer state: the sketch engine's
+        call counter (its sketch seeds), the rank controller's state, the Adam-phase ranks."""
+        return {"sketch_calls": self.engines["pde"].calls,
+                "rank_state": self.rank_driver.state if self.rank_driver is not None else None,
+                "adam_ranks": getattr(self, "_adam_ranks", None),
+                "rank_log": self.rank_log}
+
+    def restore_checkpoint_state(self, saved: dict[str, object]) -> None:
+        """Undo :meth:`checkpoint_state` on a freshly built task (resume)."""
+        self.engines["pde"].calls = int(saved.get("sketch_calls", 0))
+        if saved.get("rank_state") is not None and self.rank_driver is not None:
+            self.rank_driver.restore(saved["rank_state"])
+        if saved.get("adam_ranks") is not None:
+            self._adam_ranks = tuple(saved["adam_ranks"])
+        if saved.get("rank_state") is None and saved.get("rank_log"):
+            self._rank_log = tuple(saved["rank_log"])
 
     @property
     def dtype(self) -> torch.dtype:
@@ -138,18 +186,25 @@ class PINNTask:
         self.model.to(dtype)
 
     def sample(self, index: int) -> PINNBatch:
-        """The index-th point sets; the same (seed, index) always gives the same points."""
-        s = self.sampling
+        """The index-th point sets; the same (seed, index) always gives the same points.
+
+        In a data-parallel run this process gets its rows of the interior set (the union
+        over processes is the single-process set) and all the condition points, which every
+        process weighs by 1 / world_size.
+        """
+        s, cl = self.sampling, self.cluster
         sets = {}
         interior = sample_interior(self.domain, s.collocation, s.method,
-                                   derive_seed(self.seed, index, 0))
+                                   derive_seed(self.seed, index, 0), rows=cl.shard(s.collocation))
         sets["pde"] = (interior, torch.zeros_like(interior))
+        counts = {"pde": float(s.collocation)}
         for i, cond in enumerate(self.conditions):
             n = s.boundary if cond.uses_boundary_budget() else s.initial
             cp = cond.sample(self.domain, n, s.method, derive_seed(self.seed, index, i + 1),
                              torch.float64)
             sets[cond.label] = (cp.points, cp.normals)
-        return PINNBatch(sets)
+            counts[cond.label] = float(cp.points.shape[0] * cl.world_size)
+        return PINNBatch(sets, counts)
 
     def _residual(self, name: str, points: Points, normals: Points) -> torch.Tensor:
         d = self.engines[name](points)
@@ -164,7 +219,11 @@ class PINNTask:
         return 1 if size <= 0 or n <= size else math.ceil(n / size)
 
     def backward(self, batch: PINNBatch) -> dict[str, float]:
-        """Accumulate the gradient of sum_t w_t mean(r_t^2) into .grad; return the terms."""
+        """Accumulate the gradient of sum_t w_t mean(r_t^2) into .grad; return the terms.
+
+        Each chunk contributes sum_{i in chunk} r_t(x_i)^2 / N_t (N_t = ``batch.count(t)``);
+        in a data-parallel run the gradients and terms are then summed over processes.
+        """
         dtype, dev = self.dtype, self.device
         chunks = self._chunks(batch)
         totals = {name: 0.0 for name in self.term_names}
@@ -182,7 +241,7 @@ class PINNTask:
                         continue
                     n_points += part_p.shape[0]
                     r = self._residual(name, part_p.to(dev, dtype), part_n.to(dev, dtype))
-                    frac = part_p.shape[0] / pts.shape[0]
+                    frac = part_p.shape[0] / batch.count(name)
                     term = r.pow(2).mean()
                     totals[name] += frac * float(term.detach())
                     loss = loss + self.optim.weight(name) * frac * term
@@ -191,6 +250,8 @@ class PINNTask:
             loss.backward()
         self.held_bytes = peak
         self.held_bytes_per_point = peak / peak_points
+        self.cluster.sum_gradients(self.model.parameters())
+        totals = self.cluster.sum_floats(totals)
         totals["loss"] = sum(self.optim.weight(n) * totals[n] for n in self.term_names)
         return totals
 

@@ -1,0 +1,82 @@
+"""One process of the 2-process data-parallel tests (launched by torchrun from
+tests/test_distributed.py; not a test module).
+
+    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/distributed_worker.py OUT
+
+Writes into OUT, per process r:
+- ``grad_r.pt``: the summed gradient and loss terms of one ``backward`` with exact storage,
+  and this process's interior points;
+- ``writes_r.json``: how many times this process called each results writer during a
+  ``solve`` into ``OUT/run``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+CASE = dict(width=12, depth=2, collocation=1001, boundary=40, initial=30, seed=7)
+WRITERS = ("prepare_out_dir", "write_json", "write_history_csv", "write_result_h5",
+           "save_checkpoint", "plot_field", "plot_history", "plot_columns")
+
+
+def make_task(cluster):
+    """The PINN task both the worker and the single-process reference build (float64)."""
+    from pinnsketch import load_problem
+    from pinnsketch.config import ModelConfig, OptimConfig, SamplingConfig
+    from pinnsketch.storage import StorageConfig
+    from pinnsketch.tasks.pinn import PINNTask
+
+    c = CASE
+    return PINNTask(load_problem("burgers"), ModelConfig(width=c["width"], depth=c["depth"]),
+                    SamplingConfig(collocation=c["collocation"], boundary=c["boundary"],
+                                   initial=c["initial"]),
+                    OptimConfig(), StorageConfig(policy="exact"), seed=c["seed"],
+                    dtype=torch.float64, cluster=cluster)
+
+
+def flat_grad(model) -> torch.Tensor:
+    return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+
+
+def main(out: Path) -> None:
+    import pinnsketch.api as api
+    from pinnsketch import distributed
+    from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig
+    from pinnsketch.storage import StorageConfig
+
+    torch.set_num_threads(1)
+    cluster, _ = distributed.init_from_env("cpu", timeout_s=60)
+    assert cluster.world_size == 2, cluster
+    task = make_task(cluster)
+    batch = task.sample(0)
+    terms = task.backward(batch)
+    torch.save({"grad": flat_grad(task.model), "terms": terms, "pde_points": batch.sets["pde"][0]},
+               out / f"grad_{cluster.rank}.pt")
+
+    calls = dict.fromkeys(WRITERS, 0)
+    for name in WRITERS:
+        original = getattr(api, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        setattr(api, name, counted)
+    c = CASE
+    api.solve(api.load_problem("burgers"),
+              model=ModelConfig(width=c["width"], depth=c["depth"]),
+              sampling=SamplingConfig(collocation=c["collocation"], boundary=c["boundary"],
+                                      initial=c["initial"]),
+              optim=OptimConfig(steps=4, lbfgs_steps=3), storage=StorageConfig(policy="exact"),
+              run=RunConfig(seed=c["seed"], dtype="float64", eval_every=2, quiet=True,
+                            out=str(out / "run")))
+    (out / f"writes_{cluster.rank}.json").write_text(json.dumps(calls))
+    distributed.shutdown()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
