@@ -29,7 +29,7 @@ from pinnsketch.distributed import Cluster, DistributedRunError, current
 from pinnsketch.memory import cuda_peak_bytes, peak_rss_bytes
 from pinnsketch.pde.derivatives import required_derivatives
 from pinnsketch.pde.problem import Problem
-from pinnsketch.pde.registry import make_problem, resolve_problem
+from pinnsketch.pde.registry import builtin_problems, make_problem, resolve_problem
 from pinnsketch.plots import plot_columns, plot_field, plot_history
 from pinnsketch.results import (
     RunResult,
@@ -105,8 +105,8 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
     model, sampling = model or ModelConfig(), sampling or SamplingConfig()
     optim, storage, run = optim or OptimConfig(), storage or StorageConfig(), run or RunConfig()
     cluster = cluster or current()
-    if problem_source is None and problem.name != "problem":
-        problem_source = problem.name
+    if problem_source is None:
+        problem_source = _builtin_source(problem)
     if controller is not None and storage.rank != "auto":
         raise ValueError("a rank controller needs StorageConfig(policy='sketch', rank='auto')")
     if storage.rank == "auto" and controller is None:
@@ -126,6 +126,19 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
         print(budget_message)
     out = cluster.from_main(lambda: _new_run_dir(run, config))
     return _run(task, config, optim, run, out if cluster.is_main else None, TrainState(), cluster)
+
+
+def _builtin_source(problem: Problem) -> str | None:
+    """The registry name of a built-in problem (so that ``resume`` can load it again), or
+    None for a problem class defined elsewhere (a notebook, a script), whatever its name."""
+    import inspect
+
+    path = builtin_problems().get(problem.name)
+    try:
+        source = inspect.getsourcefile(type(problem))
+    except (TypeError, OSError):  # defined in __main__ or a notebook cell
+        return None
+    return problem.name if path is not None and source and Path(source) == path else None
 
 
 def _new_run_dir(run: RunConfig, config: dict[str, Any]) -> Path | None:

@@ -499,3 +499,23 @@ def test_resumed_auto_run_continues_with_the_controllers_ranks(tmp_path):
     assert [(h["rank_1"], h["rank_2"]) for h in resumed.history] == ranks
     assert _max_weight_diff(whole.task.model.state_dict(),
                             resumed.task.model.state_dict()) <= ROUNDOFF
+
+
+def test_a_problem_defined_outside_the_registry_is_not_recorded_under_a_builtin_name(tmp_path):
+    """A notebook's own class named like a built-in must not be resumed as the built-in."""
+    from dataclasses import dataclass
+
+    from pinnsketch import ModelConfig, OptimConfig, RunConfig, SamplingConfig, load_problem, resume, solve
+
+    @dataclass(frozen=True)
+    class MyHeat(type(load_problem("heat"))):  # same name "heat", different class
+        alpha: float = 0.2
+
+    out = tmp_path / "mine"
+    solve(MyHeat(), model=ModelConfig(width=8, depth=2),
+          sampling=SamplingConfig(collocation=50, boundary=8, initial=8),
+          optim=OptimConfig(steps=2, lbfgs_steps=0), run=RunConfig(quiet=True, out=str(out)))
+    assert json.loads((out / "config.json").read_text())["problem"]["source"] is None
+    with pytest.raises(ValueError, match="pass problem="):
+        resume(out, steps=4, quiet=True)
+    assert resume(out, steps=4, quiet=True, problem=MyHeat()).summary["steps"] == 4
