@@ -104,7 +104,11 @@ def _storage(args: argparse.Namespace) -> tuple[str, int | None]:
 
 def _cmd_classify(args: argparse.Namespace) -> int:
     from pinnsketch.classification import classify
+    from pinnsketch.distributed import launched_by_torchrun
 
+    if launched_by_torchrun():
+        raise ValueError("classify does not train data-parallel (only 'pinnsketch solve' does); "
+                         "run it without torchrun")
     storage, rank = _storage(args)
     out = args.out or str(Path("runs") / f"classify-{args.dataset}-{args.model}-seed{args.seed}")
     result = classify(args.dataset, model=args.model, storage=storage, rank=rank,

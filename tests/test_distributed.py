@@ -166,3 +166,11 @@ def test_a_failing_process_stops_the_whole_run(tmp_path):
     assert proc.returncode != 0
     assert "injected failure on process 1" in proc.stdout + proc.stderr
     assert elapsed < 120  # stopped, not left waiting for the dead process
+
+
+def test_classify_refuses_to_run_under_torchrun(monkeypatch, capsys):
+    from pinnsketch.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["classify", "mnist", "--data-dir", "/nonexistent"]) == 2
+    assert "only 'pinnsketch solve' does" in capsys.readouterr().err
