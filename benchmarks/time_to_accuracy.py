@@ -93,8 +93,9 @@ def build_runner(name: str, setup: Setup, cap: int, fit: tuple[int, int]):
 
     if name == "deepxde":
         return DdeRunner(setup.with_points(largest(DdeRunner)))
-    if name == "autograd":
-        storage = StorageConfig(policy="autograd")
+    if name == "autograd" or name.startswith("sketch r="):  # as many points as fit the cap
+        storage = (StorageConfig(policy="autograd") if name == "autograd" else
+                   StorageConfig(policy="sketch", rank=int(name.split("=")[1])))
         n = largest(lambda s: PinnRunner(name, s, storage))
         return PinnRunner(name, setup.with_points(n), storage)
     if name == "exact+chunks":
@@ -104,10 +105,6 @@ def build_runner(name: str, setup: Setup, cap: int, fit: tuple[int, int]):
         return PinnRunner(name, setup, storage, chunk_size=n)
     if name == "checkpoint":
         return PinnRunner(name, setup, StorageConfig(policy="checkpoint"))
-    if name.startswith("sketch r="):
-        storage = StorageConfig(policy="sketch", rank=int(name.split("=")[1]))
-        n = largest(lambda s: PinnRunner(name, s, storage))
-        return PinnRunner(name, setup.with_points(n), storage)
     if name == "auto":
         exact = StorageConfig(policy="exact")
         _, conditions, _ = linear_fit_largest(

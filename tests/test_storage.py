@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from storage_helpers import held_bytes as _held
+from storage_helpers import loss_gradient as _loss_grad
+from storage_helpers import random_points as _points
+from storage_helpers import relative_error as _rel
 
 from pinnsketch.activations import get_activation
 from pinnsketch.memory import (
@@ -53,21 +57,10 @@ def _net(domain, width=16, depth=3, dtype=F64, seed=0, activation="tanh"):
     return net
 
 
-def _points(domain, n, seed=1, dtype=F64):
-    g = torch.Generator().manual_seed(seed)
-    lo, hi = torch.tensor(domain.lo, dtype=F64), torch.tensor(domain.hi, dtype=F64)
-    return (lo + torch.rand(n, domain.dim, generator=g, dtype=F64) * (hi - lo)).to(dtype)
 
 
-def _loss_grad(net, problem, keys, pts, config, engine=None):
-    engine = engine or make_engine(net, problem.domain, keys, config)
-    loss = problem.residual(engine(pts)).square().mean()
-    grads = torch.autograd.grad(loss, list(net.parameters()))
-    return torch.cat([g.reshape(-1) for g in grads])
 
 
-def _rel(a, b):
-    return float((a - b).norm() / b.norm())
 
 
 # --- the fused Functions -----------------------------------------------------------------
@@ -236,13 +229,6 @@ def test_ema_mixes_steps_and_needs_fixed_n(burgers):
 # --- held bytes --------------------------------------------------------------------------
 
 
-def _held(net, problem, keys, pts, cfg):
-    eng = make_engine(net, problem.domain, keys, cfg)
-    with HeldBytes(exclude=net.parameters()) as held:
-        d = eng(pts)
-        for k in eng.keys:
-            d.key(k)
-    return held.bytes
 
 
 def test_held_bytes_match_formulas(burgers):

@@ -19,12 +19,15 @@ import math
 
 import pytest
 import torch
+from storage_helpers import held_bytes as _held
+from storage_helpers import loss_gradient as _loss_grad
+from storage_helpers import random_points as _points
+from storage_helpers import relative_error as _rel
 
 from pinnsketch.activations import get_activation
 from pinnsketch.cli import _build_parser, _storage_config
 from pinnsketch.control import compressed_held_bytes
 from pinnsketch.memory import (
-    HeldBytes,
     expected_exact_bytes,
     expected_projection_bytes,
     expected_quant8_bytes,
@@ -75,21 +78,10 @@ def _net(domain, width=16, depth=3, dtype=F64, seed=0):
     return MLP(domain.lo, domain.hi, width=width, depth=depth, generator=g, dtype=dtype)
 
 
-def _points(domain, n, seed=1, dtype=F64):
-    g = torch.Generator().manual_seed(seed)
-    lo, hi = torch.tensor(domain.lo, dtype=F64), torch.tensor(domain.hi, dtype=F64)
-    return (lo + torch.rand(n, domain.dim, generator=g, dtype=F64) * (hi - lo)).to(dtype)
 
 
-def _loss_grad(net, problem, keys, pts, config):
-    engine = make_engine(net, problem.domain, keys, config)
-    loss = problem.residual(engine(pts)).square().mean()
-    grads = torch.autograd.grad(loss, list(net.parameters()))
-    return torch.cat([g.reshape(-1) for g in grads])
 
 
-def _rel(a, b):
-    return float((a - b).norm() / b.norm())
 
 
 # --- quantization ------------------------------------------------------------------------
@@ -274,13 +266,6 @@ def test_fresh_noise_each_call(burgers):
 # --- held bytes --------------------------------------------------------------------------
 
 
-def _held(net, problem, keys, pts, config):
-    eng = make_engine(net, problem.domain, keys, config)
-    with HeldBytes(exclude=net.parameters()) as held:
-        d = eng(pts)
-        for k in eng.keys:
-            d.key(k)
-    return held.bytes
 
 
 def test_held_bytes_match_formulas(burgers):
