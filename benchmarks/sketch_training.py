@@ -28,6 +28,7 @@ from pinnsketch import (  # noqa: E402
     load_problem,
     solve,
 )
+from pinnsketch.control import RankController  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,11 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", default="truncated_svd")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lbfgs-steps", type=int, default=0)
+    p.add_argument("--error-low", type=float, default=None,
+                   help="the rank controller's error_low (default: RankController's)")
     p.add_argument("--points", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = p.parse_args(argv)
     rows = []
+
+    def controller(storage):
+        if storage.rank != "auto" or args.error_low is None:
+            return None
+        return RankController(error_low=args.error_low)
+
     for problem in args.problems:
         for net in args.nets:
             depth, width = (int(v) for v in net.split("x"))
@@ -58,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                                sampling=SamplingConfig(collocation=args.points, boundary=200,
                                                        initial=200, resample_every=100),
                                optim=OptimConfig(steps=args.steps, lbfgs_steps=args.lbfgs_steps),
-                               storage=storage,
+                               storage=storage, controller=controller(storage),
                                run=RunConfig(seed=args.seed, quiet=True,
                                              eval_every=max(args.steps // 4, 1)))
                 s = result.summary

@@ -69,7 +69,8 @@ def test_stall_with_accurate_sketches_changes_nothing():
 def test_steady_fall_with_small_errors_shrinks_to_min_rank_and_no_lower():
     ctrl = RankController(window=30, min_rank=5)
     losses = [math.exp(-1e-2 * i) for i in range(1500)]
-    trace, state = run(ctrl, (64, 64), losses, lambda i, r: (1e-4, 1e-4))
+    small = ctrl.error_low / 10
+    trace, state = run(ctrl, (64, 64), losses, lambda i, r: (small, small))
     firsts = [r[0] for r in trace]
     assert firsts == sorted(firsts, reverse=True)  # never grows back
     assert trace[-1] == (5, 5)
@@ -128,7 +129,7 @@ def test_adversarial_alternation_cannot_make_ranks_oscillate(error_model):
     def errors(i, ranks):
         if error_model == "alternating":
             high = (i // block) % 2 == 0
-            return tuple((5e-2 if high else 1e-4) for _ in ranks)
+            return tuple((5e-2 if high else ctrl.error_low / 10) for _ in ranks)
         return tuple(0.3 * math.exp(-r / 6) * 10 ** rng.uniform(-0.5, 0.5) for r in ranks)
 
     trace, state = run(ctrl, widths, [math.exp(v) for v in log_loss], errors)
