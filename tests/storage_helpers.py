@@ -17,6 +17,15 @@ def random_points(domain, n, seed=1, dtype=F64):
     return (lo + torch.rand(n, domain.dim, generator=g, dtype=F64) * (hi - lo)).to(dtype)
 
 
+def layer_inputs(plan, n, w_in, w_out, seed=0):
+    """Random float64 (Z (J, n, w_in), W (w_out, w_in), b (w_out,)) requiring grad."""
+    g = torch.Generator().manual_seed(seed)
+    Z = torch.randn(plan.num_components, n, w_in, generator=g, dtype=F64, requires_grad=True)
+    W = torch.randn(w_out, w_in, generator=g, dtype=F64, requires_grad=True)
+    b = torch.randn(w_out, generator=g, dtype=F64, requires_grad=True)
+    return Z, W, b
+
+
 def loss_gradient(net, problem, keys, pts, config, engine=None):
     """Flat parameter gradient of mean(residual^2) computed through a storage engine."""
     engine = engine or make_engine(net, problem.domain, keys, config)

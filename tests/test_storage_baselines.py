@@ -20,6 +20,7 @@ import math
 import pytest
 import torch
 from storage_helpers import held_bytes as _held
+from storage_helpers import layer_inputs
 from storage_helpers import loss_gradient as _loss_grad
 from storage_helpers import random_points as _points
 from storage_helpers import relative_error as _rel
@@ -175,11 +176,7 @@ PLAN = JetPlan.from_keys([(0,), (1,), (0, 1), (1, 1)], dim=2)
 
 
 def _jets(n=12, w_in=5, w_out=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    Z = torch.randn(PLAN.num_components, n, w_in, generator=g, dtype=F64, requires_grad=True)
-    W = torch.randn(w_out, w_in, generator=g, dtype=F64, requires_grad=True)
-    b = torch.randn(w_out, generator=g, dtype=F64, requires_grad=True)
-    return Z, W, b
+    return layer_inputs(PLAN, n, w_in, w_out, seed)
 
 
 @pytest.mark.parametrize("opts", [

@@ -89,6 +89,15 @@ class SketchOptions:
         return SketchSpec(m=width, n=n_points, k=self.rank, seed=self.seeds[j],
                           family=self.family)
 
+    def keep(self, Z: Jets, old: tuple[Tensor, ...]) -> list[Tensor]:
+        """The tensors kept for Z (``ema``: updating the previous sketch ``old``)."""
+        return _sketch_components(Z, self, old)
+
+    def restore(self, kept: tuple[Tensor, ...], n_points: int, width: int,
+                num_components: int) -> Jets:
+        """Z_hat (J, N, w) from the tensors of :meth:`keep`."""
+        return _densify(sketch_approximations(kept, self, n_points, width, num_components))
+
 
 _TWO_FACTOR = ("truncated_svd", "range_finder")  # keep coeffs (N x k) and basis (w x k)
 
@@ -275,6 +284,10 @@ class SketchedActLinear(Function):
     beta * old + (1 - beta) * new three-sketches with fixed test matrices. With
     ``exact_value`` component 0 is kept exactly.
 
+    The options object decides what is kept (``opts.keep``) and how Z_hat is rebuilt
+    (``opts.restore``): the same Function serves :class:`CompressOptions` (``quant8``,
+    ``projection``; see :data:`CompressedActLinear`).
+
     Exactness: the forward output is exact. Backward materializes Z_hat (J, N, w_in)
     transiently (not chunked) and then proceeds exactly as :class:`ActLinear` with Z_hat,
     so the gradients with respect to W, b and Z are approximate, their error set by the
@@ -285,9 +298,9 @@ class SketchedActLinear(Function):
 
     @staticmethod
     def forward(Z: Jets, W: Tensor, b: Tensor, act: Activation, plan: JetPlan,
-                opts: SketchOptions, *old: Tensor):
+                opts: SketchOptions | CompressOptions, *old: Tensor):
         with torch.no_grad():
-            kept = _sketch_components(Z, opts, old)
+            kept = opts.keep(Z, old)
         return (_act_linear_forward(act, plan, Z, W, b), *kept)
 
     @staticmethod
@@ -306,8 +319,7 @@ class SketchedActLinear(Function):
         nones = (None,) * (3 + ctx.num_old)
         if not any(ctx.needs_input_grad[:3]):
             return (None, None, None) + nones
-        Zhat = _densify(sketch_approximations(tuple(kept), ctx.opts, ctx.n_points, ctx.width,
-                                              ctx.num_components))
+        Zhat = ctx.opts.restore(tuple(kept), ctx.n_points, ctx.width, ctx.num_components)
         dZ, dW, db = _act_linear_backward(ctx, Zhat, W, dZn)
         return (dZ, dW, db) + nones
 
@@ -352,6 +364,15 @@ class CompressOptions:
         """3 for quant8 (codes, lo, step), 1 for projection (A R)."""
         return 3 if self.method == "quant8" else 1
 
+    def keep(self, Z: Jets, old: tuple[Tensor, ...] = ()) -> list[Tensor]:
+        """The tensors kept for Z (no state across steps: ``old`` is empty)."""
+        return compress_jets(Z, self)
+
+    def restore(self, kept: tuple[Tensor, ...], n_points: int, width: int,
+                num_components: int) -> Jets:
+        """Z_hat (J, N, w) from the tensors of :meth:`keep`."""
+        return decompress_jets(kept, self, width, num_components)
+
 
 def compress_jets(Z: Jets, opts: CompressOptions) -> list[Tensor]:
     """The flat list of tensors kept for Z (J, N, w), component by component."""
@@ -382,49 +403,14 @@ def decompress_jets(saved: tuple[Tensor, ...], opts: CompressOptions, width: int
     return torch.stack(comps)
 
 
-class CompressedActLinear(Function):
-    """Fused activation jets + linear layer that keeps a compressed copy of Z.
-
-    Inputs: Z (J, N, w_in), W, b, the activation, the plan, a :class:`CompressOptions`.
-    Outputs: Zn (J, N, w_out) and the kept tensors (non-differentiable).
-
-    For each jet component j separately, the (N x w) matrix Z[j] is replaced by
-    ``quant8``: uint8 codes with stochastic rounding and per row-block, per column ranges
-    (:func:`~pinnsketch.sketch.quantize.quantize`), or ``projection``: Z[j] R (N x k) with R
-    regenerated from the component's seed (:func:`~pinnsketch.sketch.projection.project`).
-    Both reconstructions are unbiased, E[Z_hat] = Z.
-
-    Exactness: the forward output is exact. Backward restores Z_hat and proceeds exactly as
-    :class:`ActLinear` with it; dW and db are linear in the post-activation jets, which are
-    nonlinear in Z_hat, so the gradients are approximate and not exactly unbiased. They are
-    exact up to round-off where Z_hat = Z (``quant8`` with ``block_rows=1``; ``projection``
-    with the ``srft`` family at k = w).
-    """
-
-    @staticmethod
-    def forward(Z: Jets, W: Tensor, b: Tensor, act: Activation, plan: JetPlan,
-                opts: CompressOptions):
-        with torch.no_grad():
-            kept = compress_jets(Z, opts)
-        return (_act_linear_forward(act, plan, Z, W, b), *kept)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        Z, W, _b, act, plan, opts = inputs
-        kept = output[1:]
-        ctx.mark_non_differentiable(*kept)
-        ctx.save_for_backward(W, *kept)
-        ctx.act, ctx.plan, ctx.opts = act, plan, opts
-        ctx.width, ctx.num_components = Z.shape[2], Z.shape[0]
-
-    @staticmethod
-    def backward(ctx, dZn: Jets, *_unused):
-        W, *kept = ctx.saved_tensors
-        if not any(ctx.needs_input_grad[:3]):
-            return (None,) * 6
-        Zhat = decompress_jets(tuple(kept), ctx.opts, ctx.width, ctx.num_components)
-        dZ, dW, db = _act_linear_backward(ctx, Zhat, W, dZn)
-        return dZ, dW, db, None, None, None
+CompressedActLinear = SketchedActLinear
+"""The same fused Function with :class:`CompressOptions`: each component Z[j] (N x w) is kept
+as ``quant8`` uint8 codes with stochastic rounding and per row-block, per column ranges
+(:func:`~pinnsketch.sketch.quantize.quantize`) or as the ``projection`` Z[j] R (N x k), R
+regenerated from the component's seed (:func:`~pinnsketch.sketch.projection.project`). Both
+reconstructions are unbiased, E[Z_hat] = Z; the gradients are approximate (dW, db are
+nonlinear in Z_hat) and exact up to round-off where Z_hat = Z (``quant8`` with
+``block_rows=1``; ``projection`` with the ``srft`` family at k = w)."""
 
 
 def input_linear(mlp, points: Points, plan: JetPlan) -> Jets:
