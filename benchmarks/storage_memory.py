@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-POLICIES = ["autograd", "exact", "checkpoint", "sketch:truncated_svd", "sketch:range_finder",
-            "sketch:three_sketch", "exact-chunked"]
+POLICIES = ["autograd", "exact", "checkpoint", "sketch:randomized_svd", "sketch:truncated_svd",
+            "sketch:range_finder", "sketch:three_sketch", "exact-chunked"]
 """``exact-chunked``: exact storage with gradient accumulation over chunks sized so that its
 held bytes match ``sketch:truncated_svd`` at the same rank (the honest low-memory baseline:
 exact gradients, more passes)."""

@@ -68,7 +68,7 @@ def _build_parser() -> argparse.ArgumentParser:
                         "--storage sketch; auto: a controller follows the residual trend); "
                         "with --storage projection, the projected width N")
     g.add_argument("--sketch-method", choices=SKETCH_METHODS, default=None,
-                   help="which low-rank sketch stores the activations (truncated_svd)")
+                   help="which low-rank sketch stores the activations (randomized_svd)")
     g.add_argument("--memory-budget", default=None, metavar="BYTES",
                    help="cap on bytes held for backward, e.g. 2GB: picks the largest "
                         "collocation batch (and sketch ranks) that fit, or refuses")

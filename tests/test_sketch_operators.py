@@ -23,6 +23,7 @@ from pinnsketch.sketch import (
     default_core_size,
     derive_seeds,
     ema_update,
+    randomized_svd,
     range_finder,
     range_finder_numel,
     reconstruct,
@@ -30,6 +31,7 @@ from pinnsketch.sketch import (
     sketch,
     sketch_test_matrices,
     storage_numel,
+    truncated_svd,
 )
 from pinnsketch.sketch import test_matrix as make_test_matrix  # alias: not a pytest test
 
@@ -187,6 +189,59 @@ def test_error_falls_as_k_rises_and_never_beats_svd(family):
         rf_err.append(er)
     assert all(b < a for a, b in zip(sketch_err, sketch_err[1:], strict=False)), sketch_err
     assert all(b < a for a, b in zip(rf_err, rf_err[1:], strict=False)), rf_err
+
+
+@pytest.mark.parametrize("family", SKETCH_FAMILIES)
+@pytest.mark.parametrize("k", [5, 10])
+def test_randomized_svd_recovers_exact_rank_matrix(family, k):
+    # rank(A) = 5 <= l = k + 8: range(A^T orth(A Omega)) = range(A^T) a.s., so Q spans the
+    # row space, C = A Q has rank 5 and its top-k right singular vectors keep all of it:
+    # A V V^T = A up to float64 round-off.
+    A = _exact_rank(M_ROWS, N_COLS, 5, seed=2)
+    approx = randomized_svd(A, k, seed=3, family=family)
+    assert float(relative_error(A, approx)) < 1e-10
+    assert approx.basis.shape == (N_COLS, k) and approx.coeffs.shape == (M_ROWS, k)
+    torch.testing.assert_close(
+        approx.basis.T @ approx.basis, torch.eye(k, dtype=F64), rtol=0, atol=100 * N_COLS * EPS64
+    )
+    torch.testing.assert_close(approx.coeffs, A @ approx.basis, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("family", SKETCH_FAMILIES)
+def test_randomized_svd_is_near_optimal_on_a_decaying_spectrum(family):
+    # Singular values 2^-i. Q samples l = k + 8 directions of A^T A, whose eigenvalues 4^-i
+    # separate the top k from the rest by 4^-9 ~ 4e-6 beyond the oversampling: the top-k
+    # subspace is captured up to an angle ~ 4e-6 times an O(10) random factor, which adds
+    # a relative ~1e-8 to the Eckart-Young error tau_{k+1}. So opt <= err <= 1.01 opt.
+    # 200 x 120, so that l = k + 8 < 120 / 2 keeps the randomized route for every k here.
+    M, sigma = _decaying(200, 120, seed=5)
+    norm = math.sqrt(_tail2(sigma, 0))
+    for k in (4, 8, 12, 16):
+        opt = math.sqrt(_tail2(sigma, k)) / norm
+        err = float(relative_error(M, randomized_svd(M, k, seed=9, family=family)))
+        assert opt * (1 - 1e-10) <= err <= 1.01 * opt, (k, err, opt)
+
+
+def test_randomized_svd_takes_the_exact_route_where_the_gram_is_no_dearer():
+    # l = k + 8 >= min(N, w) / 2: the w x w Gram costs no more than three passes at width l,
+    # so the result is truncated_svd's, bit for bit, whatever the seed.
+    M, _ = _decaying(M_ROWS, N_COLS, seed=5)
+    for seed in (0, 1):
+        a, b = randomized_svd(M, 12, seed=seed), truncated_svd(M, 12)
+        assert torch.equal(a.basis, b.basis) and torch.equal(a.coeffs, b.coeffs)
+
+
+def test_randomized_svd_seeds_reproduce_and_bad_values_are_refused():
+    M = _exact_rank(M_ROWS, N_COLS, 8, seed=8)
+    a, b = randomized_svd(M, 6, seed=1), randomized_svd(M, 6, seed=1)
+    assert torch.equal(a.basis, b.basis) and torch.equal(a.coeffs, b.coeffs)
+    assert not torch.equal(a.basis, randomized_svd(M, 6, seed=2).basis)
+    with pytest.raises(ValueError, match=r"k=41 must be an int with 1 <= k <= min\(N, w\) = 40"):
+        randomized_svd(M, 41, seed=0)
+    with pytest.raises(ValueError, match="oversample=-1"):
+        randomized_svd(M, 4, seed=0, oversample=-1)
+    with pytest.raises(ValueError, match="unknown"):
+        randomized_svd(M, 4, seed=0, family="cauchy")
 
 
 @pytest.mark.parametrize("k", [4, 8, 12])

@@ -94,6 +94,7 @@ def test_gradcheck_input_linear():
     ("three_sketch", False, (4, 3)), ("range_finder", False, (4, 3)),
     ("three_sketch", True, (3, 5)), ("range_finder", True, (3, 5)),
     ("truncated_svd", False, (4, 3)), ("truncated_svd", True, (3, 5)),
+    ("randomized_svd", False, (4, 3)), ("randomized_svd", True, (3, 5)),
 ])
 def test_gradcheck_sketched_at_full_rank(method, exact_value, shape):
     n, w_in = shape
@@ -103,6 +104,26 @@ def test_gradcheck_sketched_at_full_rank(method, exact_value, shape):
                          exact_value=exact_value)
     fn = lambda z, w, c: SketchedActLinear.apply(z, w, c, act, PLAN, opts)[0]  # noqa: E731
     assert torch.autograd.gradcheck(fn, (Z, W, b))
+
+
+@pytest.mark.parametrize("config", [StorageConfig("exact"),
+                                    StorageConfig("sketch", rank=10_000, method="truncated_svd")],
+                         ids=["exact", "sketch_full_rank"])
+def test_blockwise_forward_and_backward_equal_nested_autograd(burgers, monkeypatch, config):
+    # The fused Functions walk the points in blocks (of at least 512); with the block target
+    # forced to its floor, 1,300 points take three blocks (512, 512, 276). Blocks only
+    # reorder sums over points, so the gradient stays equal to nested autograd's to float64
+    # round-off.
+    import pinnsketch.storage.functions as functions
+
+    monkeypatch.setattr(functions, "_BLOCK_ELEMENTS", 1)
+    assert [(r.start, r.stop) for r in functions._row_blocks(1300, 64)] == [
+        (0, 512), (512, 1024), (1024, 1300)]
+    problem, keys = burgers
+    net = _net(problem.domain)
+    pts = _points(problem.domain, 1300)
+    ref = _loss_grad(net, problem, keys, pts, StorageConfig("autograd"))
+    assert _rel(_loss_grad(net, problem, keys, pts, config), ref) <= ROUNDOFF
 
 
 def test_functions_honour_needs_input_grad():

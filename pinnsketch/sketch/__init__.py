@@ -4,8 +4,8 @@
   sign, SRFT), regenerated rather than stored.
 - :mod:`~pinnsketch.sketch.three_sketch`: the single-pass three-sketch of Tropp et al.
   (2019), its EMA update and its low-rank reconstruction.
-- :mod:`~pinnsketch.sketch.range_finder`: the two-pass randomized range finder and the
-  truncated SVD, for a matrix that exists whole.
+- :mod:`~pinnsketch.sketch.range_finder`: the two-pass randomized range finder, the
+  randomized SVD and the truncated SVD, for a matrix that exists whole.
 - :mod:`~pinnsketch.sketch.methods`: the storage methods' names and sizes.
 - :mod:`~pinnsketch.sketch.monitor`: gradient-norm monitoring from small sketches.
 """
@@ -15,6 +15,7 @@ from pinnsketch.sketch.methods import SKETCH_METHODS, check_method, held_numel
 from pinnsketch.sketch.monitor import GradientMonitor, exact_norm, exact_stable_rank
 from pinnsketch.sketch.range_finder import (
     RangeFinderApprox,
+    randomized_svd,
     range_finder,
     range_finder_numel,
     truncated_svd,
@@ -61,6 +62,7 @@ __all__ = [
     "default_core_size",
     "derive_seeds",
     "ema_update",
+    "randomized_svd",
     "range_finder",
     "range_finder_numel",
     "reconstruct",

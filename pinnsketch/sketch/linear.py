@@ -51,7 +51,11 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 from pinnsketch.sketch.methods import held_numel
-from pinnsketch.sketch.range_finder import RangeFinderApprox, range_finder, truncated_svd
+from pinnsketch.sketch.range_finder import (
+    TWO_FACTOR_METHODS,
+    RangeFinderApprox,
+    low_rank_factors,
+)
 from pinnsketch.sketch.test_matrices import check_family, derive_seeds
 from pinnsketch.sketch.three_sketch import (
     SketchSpec,
@@ -66,8 +70,7 @@ __all__ = ["LINEAR_SKETCH_METHODS", "LinearSketchOptions", "SketchedLinearFuncti
            "SketchedLinear", "sketchify", "pack_signs", "unpack_signs", "held_bytes_formula",
            "call_seed", "SKETCH_DTYPES"]
 
-LINEAR_SKETCH_METHODS = ("truncated_svd", "range_finder", "three_sketch", "ema")
-_TWO_FACTOR = ("truncated_svd", "range_finder")  # keep a Q (N x k) and Q (w_in x k)
+LINEAR_SKETCH_METHODS = TWO_FACTOR_METHODS + ("three_sketch", "ema")
 SKETCH_DTYPES = ("float32", "float64", "bfloat16", "float16")
 _SEED_LIMIT = 2**63
 _BIT_WEIGHTS = tuple(1 << i for i in range(8))
@@ -220,9 +223,8 @@ class SketchedLinearFunction(Function):
         n, w = x.shape
         if opts.exact(n, w):
             return (y, a) if opts.relu else (y,)  # without ReLU x itself is saved
-        if opts.method in _TWO_FACTOR:
-            approx = (truncated_svd(a, opts.rank) if opts.method == "truncated_svd"
-                      else range_finder(a, opts.rank, opts.seed, opts.family))
+        if opts.method in TWO_FACTOR_METHODS:
+            approx = low_rank_factors(a, opts.method, opts.rank, opts.seed, opts.family)
             kept = [approx.coeffs, approx.basis]
         else:
             spec = SketchSpec(m=w, n=n, k=opts.rank, seed=opts.seed, family=opts.family)
@@ -261,7 +263,7 @@ class SketchedLinearFunction(Function):
         W, *kept = ctx.saved_tensors
         opts = ctx.opts
         if not ctx.exact and opts.sketch_dtype is not None:
-            factors = 2 if opts.method in _TWO_FACTOR else 3
+            factors = 2 if opts.method in TWO_FACTOR_METHODS else 3
             kept[:factors] = [t.to(dy.dtype) for t in kept[:factors]]
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         dx = dW = db = None
@@ -273,7 +275,7 @@ class SketchedLinearFunction(Function):
         if need_w:
             if ctx.exact:
                 dW = dy.T @ kept[0]
-            elif opts.method in _TWO_FACTOR:
+            elif opts.method in TWO_FACTOR_METHODS:
                 coeffs, basis = kept[0], kept[1]
                 dW = (dy.T @ coeffs) @ basis.T
             else:
@@ -417,7 +419,7 @@ class SketchedLinear(nn.Module):
         if exact:
             return 0.0
         a = F.relu(x) if opts.relu else x
-        if opts.method in _TWO_FACTOR:
+        if opts.method in TWO_FACTOR_METHODS:
             approx = RangeFinderApprox(coeffs=kept[0].to(a.dtype), basis=kept[1].to(a.dtype))
             return float(relative_error(a, approx))
         spec = SketchSpec(m=a.shape[1], n=a.shape[0], k=opts.rank, seed=opts.seed,

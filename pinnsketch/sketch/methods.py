@@ -5,6 +5,8 @@ activation A (N x w) at rank k (k <= min(N, w)), s = min(2k + 1, N, w):
 
 - ``truncated_svd``: the optimal rank-k approximation (Eckart-Young), from the
   eigenvectors of the w x w Gram matrix A^T A; keeps A V_k (N x k) and V_k (w x k).
+- ``randomized_svd``: a near-optimal rank-k approximation from a randomized subspace of
+  k + 8 directions (three passes over A, no w x w Gram); keeps A V (N x k) and V (w x k).
 - ``range_finder``: two-pass randomized range finder with one power iteration; keeps
   A Q (N x k) and Q (w x k).
 - ``three_sketch``: the single-pass three-sketch of Tropp et al. (2019) of M = A^T; keeps
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 __all__ = ["SKETCH_METHODS", "check_method", "held_numel"]
 
-SKETCH_METHODS = ("truncated_svd", "range_finder", "three_sketch", "ema")
+SKETCH_METHODS = ("truncated_svd", "randomized_svd", "range_finder", "three_sketch", "ema")
 
 
 def check_method(method: str) -> None:

@@ -1,6 +1,11 @@
-"""Two-pass randomized range finder for a matrix that exists whole (a layer activation).
+"""Low-rank factors A_hat = coeffs basis^T of a matrix that exists whole (a layer activation).
 
-For A (N x w: N points, w features) and a test matrix Omega (N x k) regenerated from a seed,
+:func:`range_finder` (below), :func:`randomized_svd` (k + p sampled directions, then the best
+rank-k part) and :func:`truncated_svd` (the optimum, from a Gram matrix) all keep
+coeffs (N x k) and basis (w x k); :func:`low_rank_factors` picks one by name.
+
+The two-pass randomized range finder: for A (N x w: N points, w features) and a test matrix
+Omega (N x k) regenerated from a seed,
 
     Q = orth(A^T Omega)              (w x k, orthonormal)
     Q <- orth(A^T (A Q))             (repeated ``power_iterations`` times)
@@ -22,7 +27,9 @@ from torch import Tensor
 from pinnsketch.sketch.test_matrices import check_family, test_matrix
 from pinnsketch.sketch.three_sketch import LowRank, _check_operand
 
-__all__ = ["GRAM_SIDES", "RangeFinderApprox", "range_finder", "range_finder_numel", "truncated_svd"]
+__all__ = ["GRAM_SIDES", "RANDOMIZED_SVD_OVERSAMPLE", "TWO_FACTOR_METHODS", "RangeFinderApprox",
+           "low_rank_factors", "randomized_svd", "range_finder", "range_finder_numel",
+           "truncated_svd"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,6 +166,95 @@ def range_finder(
     for _ in range(power_iterations):
         Q = torch.linalg.qr(A.T @ (A @ Q), mode="reduced").Q
     return RangeFinderApprox(coeffs=A @ Q, basis=Q)
+
+
+RANDOMIZED_SVD_OVERSAMPLE = 8
+"""Extra directions p sampled by :func:`randomized_svd` beyond the rank kept (Halko et al.
+recommend 5 to 10); they cost passes, not storage."""
+
+
+def randomized_svd(A: Tensor, k: int, seed: int, family: str = "gaussian",
+                   oversample: int = RANDOMIZED_SVD_OVERSAMPLE) -> RangeFinderApprox:
+    """A near-optimal rank-k A_hat = (A V) V^T, V (w x k) from a randomized subspace.
+
+    With l = min(k + oversample, N, w) and Omega (w x l) regenerated from ``seed``:
+
+        Q_N = orth(A Omega)          (N x l: the column space)
+        Q   = orth(A^T Q_N)          (w x l: the row space, one power-iteration step)
+        C   = A Q                    (N x l)
+        C^T C = U diag(s^2) U^T      (l x l, float64), U_k its top k eigenvectors
+        V = Q U_k,  coeffs = C U_k = A V
+
+    (Halko, Martinsson & Tropp 2011, Alg. 4.4 with one half-iteration, and Alg. 5.1). The
+    spectrum seen by Q decays like sigma_j^2 and the re-orthonormalization between the two
+    products keeps round-off at eps ||A|| instead of eps ||A||^2 (no Gram of A is formed).
+    Three passes over A: cost 3 N w l + O((N + w) l^2), against N w^2 for the Gram of
+    :func:`truncated_svd`, whose error ||A - A_hat||_F it matches up to a factor that tends
+    to 1 as the spectrum decays past k + oversample. Exact up to round-off when
+    rank(A) <= l (then Q spans the row space of A) -- in particular at k = min(N, w).
+    Where l >= w / 2 (or l >= N / 2) the Gram of :func:`truncated_svd` costs no more, and
+    that exact truncated SVD is returned instead (no random numbers).
+
+    Args:
+        A: (N, w) real floating matrix.
+        k: rank kept, 1 <= k <= min(N, w).
+        seed: int in [0, 2**63) regenerating Omega.
+        family: test-matrix family of Omega (``SKETCH_FAMILIES``).
+        oversample: p >= 0 extra sampled directions.
+
+    Returns:
+        :class:`RangeFinderApprox` with coeffs = A V (N, k) and basis = V (w, k).
+
+    Raises:
+        ValueError: for k outside [1, min(N, w)], a negative oversample, an unknown family,
+            or A not a real floating matrix.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> A = torch.randn(60, 3, generator=g, dtype=torch.float64) @ torch.randn(
+    ...     3, 20, generator=g, dtype=torch.float64)
+    >>> bool(torch.allclose(randomized_svd(A, k=3, seed=1).dense(), A, rtol=0, atol=1e-12))
+    True
+    """
+    if not isinstance(A, Tensor) or A.dim() != 2 or not A.dtype.is_floating_point:
+        raise ValueError(
+            f"A must be a 2-D real floating tensor, got {type(A).__name__} "
+            f"{tuple(getattr(A, 'shape', ()))} {getattr(A, 'dtype', '')}"
+        )
+    N, w = A.shape
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(N, w):
+        raise ValueError(f"k={k!r} must be an int with 1 <= k <= min(N, w) = {min(N, w)}")
+    if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 0:
+        raise ValueError(f"oversample={oversample!r} must be an int >= 0")
+    check_family(family)
+    l = min(k + oversample, N, w)
+    if 2 * l >= min(N, w):
+        return truncated_svd(A, k)
+    omega = test_matrix(family, l, w, seed, dtype=A.dtype, device=A.device).T  # (w, l)
+    q_cols = torch.linalg.qr(A @ omega, mode="reduced").Q
+    Q = torch.linalg.qr(A.T @ q_cols, mode="reduced").Q
+    C = A @ Q
+    c64 = C.double()
+    _, vecs = torch.linalg.eigh(c64.T @ c64)  # ascending
+    top = vecs[:, -k:].flip(-1).to(A.dtype)
+    return RangeFinderApprox(coeffs=C @ top, basis=Q @ top)
+
+
+def low_rank_factors(A: Tensor, method: str, k: int, seed: int,
+                     family: str = "gaussian") -> RangeFinderApprox:
+    """coeffs (N x k) and basis (w x k) of A by one of the two-factor methods
+    (:data:`TWO_FACTOR_METHODS`); ``seed`` and ``family`` are unused by ``truncated_svd``."""
+    if method == "truncated_svd":
+        return truncated_svd(A, k)
+    if method == "randomized_svd":
+        return randomized_svd(A, k, seed, family)
+    if method == "range_finder":
+        return range_finder(A, k, seed, family)
+    raise ValueError(f"{method!r} is not a two-factor method; valid: "
+                     f"{', '.join(TWO_FACTOR_METHODS)}")
+
+
+TWO_FACTOR_METHODS = ("truncated_svd", "randomized_svd", "range_finder")
+"""The methods that keep coeffs (N x k) and basis (w x k)."""
 
 
 _GRAM_BLOCK_ROWS = 32768  # float64 copy of at most this many rows (or columns) of A at a time

@@ -7,8 +7,8 @@ kept for backward.
 - ``exact``: Taylor-mode jets through fused custom Functions; each hidden layer keeps its
   pre-activation jets (J, N, w), the first layer only the points. Exact gradients.
 - ``sketch``: as ``exact``, but each hidden layer keeps a per-component low-rank sketch of its
-  pre-activation jets (``method``: ``three_sketch``, ``range_finder``, ``ema``). The forward
-  values are exact; the parameter gradient is approximate (exact at full rank).
+  pre-activation jets (``method``: one of ``SKETCH_METHODS``, default ``randomized_svd``).
+  The forward values are exact; the parameter gradient is approximate (exact at full rank).
 - ``checkpoint``: the plain jet forward under ``torch.utils.checkpoint`` over the whole
   network: keeps only the inputs, recomputes everything in backward. Exact gradients.
 - ``quant8``: as ``exact``, but each hidden layer keeps its pre-activation jets as 8-bit
@@ -95,7 +95,7 @@ class StorageConfig:
         ValueError: naming the bad value and the fix.
 
     >>> StorageConfig(policy="sketch", rank=32).method
-    'truncated_svd'
+    'randomized_svd'
     >>> StorageConfig(policy="fast")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -104,7 +104,7 @@ class StorageConfig:
 
     policy: str = "autograd"
     rank: int | tuple[int, ...] | str | None = None
-    method: str = "truncated_svd"
+    method: str = "randomized_svd"
     family: str = "gaussian"
     beta: float = 0.9
     exact_value: bool = False

@@ -17,6 +17,7 @@ between forward and backward.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -32,13 +33,12 @@ from pinnsketch.sketch import (
     ThreeSketch,
     check_method,
     ema_update,
-    range_finder,
     reconstruct,
     sketch,
-    truncated_svd,
 )
 from pinnsketch.sketch.projection import project, unproject
 from pinnsketch.sketch.quantize import QUANT_BLOCK_ROWS, Quantized, dequantize, quantize
+from pinnsketch.sketch.range_finder import TWO_FACTOR_METHODS, low_rank_factors
 from pinnsketch.storage.jets import (
     JetPlan,
     activation_jets,
@@ -60,7 +60,7 @@ class SketchOptions:
     """How one layer's pre-activation jets are sketched (a frozen, tensor-free description).
 
     Attributes:
-        method: ``"three_sketch"``, ``"range_finder"`` or ``"ema"``.
+        method: one of ``pinnsketch.sketch.SKETCH_METHODS``.
         rank: k, with 1 <= k <= min(N, w) (the engine clamps).
         seeds: one seed per jet component (regenerates its test matrices).
         family: test-matrix family (``pinnsketch.sketch.SKETCH_FAMILIES``).
@@ -93,49 +93,87 @@ class SketchOptions:
         """The tensors kept for Z (``ema``: updating the previous sketch ``old``)."""
         return _sketch_components(Z, self, old)
 
-    def restore(self, kept: tuple[Tensor, ...], n_points: int, width: int,
-                num_components: int) -> Jets:
-        """Z_hat (J, N, w) from the tensors of :meth:`keep`."""
-        return _densify(sketch_approximations(kept, self, n_points, width, num_components))
+    def restorer(self, kept: tuple[Tensor, ...], n_points: int, width: int,
+                 num_components: int) -> RowSource:
+        """rows -> Z_hat[:, rows] (J, rows, w) from the tensors of :meth:`keep`, rebuilt one
+        block of points at a time (coeffs[rows] basis^T), never as a whole."""
+        approx = sketch_approximations(kept, self, n_points, width, num_components)
+
+        def rows_of(rows: slice) -> Jets:
+            return torch.stack([a[rows] if isinstance(a, Tensor)
+                                else a.row_block(rows.start, rows.stop) for a in approx])
+
+        return rows_of
 
 
-_TWO_FACTOR = ("truncated_svd", "range_finder")  # keep coeffs (N x k) and basis (w x k)
 
 
 def sketch_tensor_count(opts: SketchOptions, j: int) -> int:
     """Tensors kept for component j: 1 (exact), 3 (three_sketch, ema: X, Y, Z), 2 (range_finder)."""
     if not opts.sketched(j):
         return 1
-    return 2 if opts.method in _TWO_FACTOR else 3
+    return 2 if opts.method in TWO_FACTOR_METHODS else 3
+
+
+_BLOCK_ELEMENTS = 1 << 21  # ~8 MB of float32 per transient jet block
+
+RowSource = Callable[[slice], Jets]
+"""rows -> Z[:, rows]: a block of points of a layer's (kept or rebuilt) pre-activation jets."""
+
+
+def _row_blocks(n: int, per_row: int) -> list[slice]:
+    """Slices of at most ~_BLOCK_ELEMENTS / per_row points (at least 512) covering [0, n)."""
+    step = max(512, _BLOCK_ELEMENTS // max(per_row, 1))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
 def _act_linear_forward(act: Activation, plan: JetPlan, Z: Jets, W: Tensor, b: Tensor) -> Jets:
-    H = activation_jets(act, Z, plan, out=torch.empty_like(Z))
-    out = H @ W.T
+    """Zn = act_jet(Z) W^T (+ b on component 0), block by block of points.
+
+    The post-activation jets exist one block of points at a time (a few MB), not as a
+    second (J, N, w) tensor: the transient memory of the forward is the output alone.
+    """
+    J, n, w_in = Z.shape
+    out = Z.new_empty(J, n, W.shape[0])
+    for rows in _row_blocks(n, J * max(w_in, W.shape[0])):
+        Zb = Z[:, rows]
+        H = activation_jets(act, Zb, plan, out=torch.empty_like(Zb))
+        for j in range(J):
+            torch.mm(H[j], W.T, out=out[j, rows])
     out[0] += b
     return out
 
 
-def _linear_backward(ctx, H: Jets, W: Tensor, dZn: Jets, first: int) -> tuple:
-    """(dH or None, dW or None, db or None) for Zn = H W^T (+ b on component 0)."""
-    dH = None
-    if ctx.needs_input_grad[first]:  # an outer product for the scalar output layer
-        dH = dZn * W[0] if W.shape[0] == 1 else dZn @ W
-    dW = None
-    if ctx.needs_input_grad[first + 1]:  # sum_j dZn[j]^T H[j] as one GEMM over (J N) rows
-        dW = dZn.reshape(-1, dZn.shape[-1]).T @ H.reshape(-1, H.shape[-1])
-    db = dZn[0].sum(0) if ctx.needs_input_grad[first + 2] else None
-    return dH, dW, db
+def _act_linear_backward(ctx, rows_of: RowSource, shape: tuple[int, int, int], W: Tensor,
+                         dZn: Jets) -> tuple:
+    """(dZ, dW, db) of Zn = W act_jet(Z) (+ b), block by block of points.
 
+    ``rows_of(rows)`` gives Z[:, rows] (the kept Z, or a sketch's reconstruction of it);
+    ``shape`` is Z's (J, N, w_in).
 
-def _act_linear_backward(ctx, Z: Jets, W: Tensor, dZn: Jets) -> tuple:
-    """(dZ, dW, db) of Zn = W act_jet(Z) (+ b): recomputes act_jet(Z) from one evaluation
-    of s and its derivatives at Z[0], shared by the weight gradient and the VJP."""
-    need_z, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    ds = ctx.act.derivatives(Z[0], activation_order(ctx.plan, backward=need_z))
-    H = activation_jets(ctx.act, Z, ctx.plan, ds, out=torch.empty_like(Z)) if need_w else None
-    dH, dW, db = _linear_backward(ctx, H, W, dZn, 0)
-    dZ = activation_jets_vjp(ctx.act, Z, dH, ctx.plan, ds) if need_z else None
+    Per block: s and its derivatives at Z[0] once, shared by the recomputed H = act_jet(Z)
+    (for dW = sum_j dZn[j]^T H[j], accumulated over blocks) and by the VJP
+    dZ = act_jet_vjp(Z, dZn W). Only dZ and dW are full-size; H and dH exist one block at
+    a time. Gradients are exact (the blocks only reorder the sums over points).
+    """
+    need_z, need_w, need_b = ctx.needs_input_grad[:3]
+    J, n, w_in = shape
+    w_out = W.shape[0]
+    dZ = dZn.new_empty(shape) if need_z else None
+    dW = torch.zeros_like(W) if need_w else None
+    order = activation_order(ctx.plan, backward=need_z)
+    if need_z or need_w:
+        for rows in _row_blocks(n, J * max(w_in, w_out)):
+            Zb, dZnb = rows_of(rows), dZn[:, rows]
+            ds = ctx.act.derivatives(Zb[0], order)
+            if need_w:
+                H = activation_jets(ctx.act, Zb, ctx.plan, ds, out=torch.empty_like(Zb))
+                for j in range(J):
+                    dW.addmm_(dZnb[j].T, H[j])
+            if need_z:  # an outer product for the scalar output layer
+                dH = dZnb * W[0] if w_out == 1 else dZnb @ W
+                dZ[:, rows] = activation_jets_vjp(ctx.act, Zb, dH, ctx.plan, ds)
+    db = dZn[0].sum(0) if need_b else None
     return dZ, dW, db
 
 
@@ -207,7 +245,7 @@ class ActLinear(Function):
     @staticmethod
     def backward(ctx, dZn: Jets):
         Z, W = ctx.saved_tensors
-        dZ, dW, db = _act_linear_backward(ctx, Z, W, dZn)
+        dZ, dW, db = _act_linear_backward(ctx, lambda rows: Z[:, rows], Z.shape, W, dZn)
         return dZ, dW, db, None, None
 
 
@@ -221,11 +259,8 @@ def _sketch_components(Z: Jets, opts: SketchOptions, old: tuple[Tensor, ...]
         if not opts.sketched(j):
             out.append(Z[0].clone())
             continue
-        if opts.method in _TWO_FACTOR:
-            if opts.method == "truncated_svd":
-                approx = truncated_svd(Z[j], opts.rank)
-            else:
-                approx = range_finder(Z[j], opts.rank, opts.seeds[j], opts.family)
+        if opts.method in TWO_FACTOR_METHODS:
+            approx = low_rank_factors(Z[j], opts.method, opts.rank, opts.seeds[j], opts.family)
             out.extend((approx.coeffs, approx.basis))
             continue
         spec = opts.spec(j, n, w)
@@ -255,7 +290,7 @@ def sketch_approximations(saved: tuple[Tensor, ...], opts: SketchOptions, n_poin
         pos += count
         if not opts.sketched(j):
             out.append(parts[0])
-        elif opts.method in _TWO_FACTOR:
+        elif opts.method in TWO_FACTOR_METHODS:
             out.append(RangeFinderApprox(coeffs=parts[0], basis=parts[1]))
         else:
             sk = ThreeSketch(*parts, spec=opts.spec(j, n_points, width))
@@ -263,10 +298,6 @@ def sketch_approximations(saved: tuple[Tensor, ...], opts: SketchOptions, n_poin
     if pos != len(saved):
         raise RuntimeError(f"kept {len(saved)} sketch tensors, the layout expects {pos}")
     return out
-
-
-def _densify(approx: list) -> Jets:
-    return torch.stack([a if isinstance(a, Tensor) else a.dense() for a in approx])
 
 
 class SketchedActLinear(Function):
@@ -285,11 +316,11 @@ class SketchedActLinear(Function):
     ``exact_value`` component 0 is kept exactly.
 
     The options object decides what is kept (``opts.keep``) and how Z_hat is rebuilt
-    (``opts.restore``): the same Function serves :class:`CompressOptions` (``quant8``,
+    (``opts.restorer``): the same Function serves :class:`CompressOptions` (``quant8``,
     ``projection``; see :data:`CompressedActLinear`).
 
-    Exactness: the forward output is exact. Backward materializes Z_hat (J, N, w_in)
-    transiently (not chunked) and then proceeds exactly as :class:`ActLinear` with Z_hat,
+    Exactness: the forward output is exact. Backward rebuilds Z_hat one block of points at a
+    time (``opts.restorer``) and proceeds exactly as :class:`ActLinear` with Z_hat,
     so the gradients with respect to W, b and Z are approximate, their error set by the
     sketch error of Z; at full rank (k = min(N, w_in)) the reconstruction, hence every
     gradient, is exact up to round-off. ``ema`` gradients are biased by design (the sketch
@@ -319,8 +350,9 @@ class SketchedActLinear(Function):
         nones = (None,) * (3 + ctx.num_old)
         if not any(ctx.needs_input_grad[:3]):
             return (None, None, None) + nones
-        Zhat = ctx.opts.restore(tuple(kept), ctx.n_points, ctx.width, ctx.num_components)
-        dZ, dW, db = _act_linear_backward(ctx, Zhat, W, dZn)
+        rows_of = ctx.opts.restorer(tuple(kept), ctx.n_points, ctx.width, ctx.num_components)
+        shape = (ctx.num_components, ctx.n_points, ctx.width)
+        dZ, dW, db = _act_linear_backward(ctx, rows_of, shape, W, dZn)
         return (dZ, dW, db) + nones
 
 
@@ -368,10 +400,11 @@ class CompressOptions:
         """The tensors kept for Z (no state across steps: ``old`` is empty)."""
         return compress_jets(Z, self)
 
-    def restore(self, kept: tuple[Tensor, ...], n_points: int, width: int,
-                num_components: int) -> Jets:
-        """Z_hat (J, N, w) from the tensors of :meth:`keep`."""
-        return decompress_jets(kept, self, width, num_components)
+    def restorer(self, kept: tuple[Tensor, ...], n_points: int, width: int,
+                 num_components: int) -> RowSource:
+        """rows -> Z_hat[:, rows] from the tensors of :meth:`keep` (decompressed whole)."""
+        Zhat = decompress_jets(kept, self, width, num_components)
+        return lambda rows: Zhat[:, rows]
 
 
 def compress_jets(Z: Jets, opts: CompressOptions) -> list[Tensor]:
