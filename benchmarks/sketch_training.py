@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nets", nargs="+", default=["4x256", "4x50"])
     p.add_argument("--ranks", nargs="+", default=["8", "32"],
                    help="integers, or 'auto' for the rank controller")
-    p.add_argument("--method", default="truncated_svd")
+    p.add_argument("--method", default=StorageConfig().method)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lbfgs-steps", type=int, default=0)
     p.add_argument("--error-low", type=float, default=None,
@@ -79,8 +79,13 @@ def main(argv: list[str] | None = None) -> int:
                        "final_ranks": s["final_ranks"], "wall_time_s": s["wall_time_s"]}
                 rows.append(row)
                 print(row, flush=True)
-                for line in s.get("rank_changes", []):
+                log = s.get("rank_changes", [])
+                for line in log:
                     print("   ", line, flush=True)
+                if log:  # the controller's decisions and verdicts, one file per auto run
+                    args.out.mkdir(parents=True, exist_ok=True)
+                    name = f"rank_log_{problem}_{net}_{label.replace(' ', '_').replace('=', '')}"
+                    (args.out / f"{name}.txt").write_text("\n".join(log) + "\n")
     command = "python benchmarks/sketch_training.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     print(write_table(rows, args.out, "sketch_training", command,

@@ -175,6 +175,34 @@ def test_incompressible_layer_is_never_shrunk():
     assert trace[0] == (50,) and set(trace) == {(50,)}
 
 
+def test_layer_held_by_accuracy_is_said_once_per_rank_with_its_verdict():
+    # The residual falls steadily; layer 0 (rank 32 >= 50 / 2) and layer 1 (32 of 256) both
+    # measure errors in the dead band, so neither shrinks: each is said once, layer 0 "not
+    # compressible", layer 1 "compressed to 12% of the width".
+    ctrl = RankController(window=10)
+    falling = [math.exp(-1e-2 * i) for i in range(300)]
+    trace, state = run(ctrl, (50, 256), falling, lambda i, r: (2e-3, 5e-4))
+    assert set(trace) == {(32, 32)}
+    said = [line for line in state.log if "keeps rank" in line]
+    assert len(said) == 2
+    assert said[0].startswith("step 9: layer 0 keeps rank 32 of width 50: sketch error 2.0e-03")
+    assert "not compressible" in said[0] and "accuracy kept over memory" in said[0]
+    assert said[1].startswith("step 9: layer 1 keeps rank 32 of width 256")
+    assert "compressed to 12% of the width" in said[1] and "not compressible" not in said[1]
+    assert state.kept_noted == (True, True) and state.incompressible == (False, False)
+
+
+def test_a_layer_is_said_kept_again_only_at_a_new_rank():
+    # Small errors first (it shrinks 32 -> 24 -> 18), then dead-band errors: said once at 18.
+    ctrl = RankController(window=10, cooldown=10)
+    falling = [math.exp(-1e-2 * i) for i in range(300)]
+    trace, state = run(ctrl, (50,), falling, lambda i, r: (1e-6,) if r[0] > 18 else (2e-3,))
+    assert trace[-1] == (18,)
+    said = [line for line in state.log if "keeps rank" in line]
+    assert len(said) == 1 and "keeps rank 18 of width 50" in said[0]
+    assert "compressed to 36% of the width, and no further" in said[0]
+
+
 def test_lbfgs_ranks_are_the_widths_and_logged():
     assert lbfgs_ranks((50, 20, 7)) == (50, 20, 7)
     ctrl = RankController(min_rank=2)

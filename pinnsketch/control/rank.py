@@ -32,6 +32,11 @@ Rules (checked only once the window has filled and ``cooldown`` steps after any 
    layer's fresh error exceeds ``error_high`` -> every layer whose fresh error is below
    ``error_low`` shrinks by ``shrink_factor`` (at least -1), never below ``min_rank`` and
    never to a rank at which it was ever measured above ``error_high``.
+   **Kept for accuracy** (3b): where rule 3 would shrink but a layer's fresh error is at or
+   above ``error_low``, the log says once per rank that the layer keeps its rank because a
+   lower one would cost accuracy -- "not compressible" at a rank >= ``incompressible_fraction
+   * width`` (a narrow 4 x 50 network as it trains, DESIGN.md section 2), else how far it
+   was compressed.
 4. **Hysteresis**: no change of any layer within ``cooldown`` steps of the last change; no
    shrink of a layer within ``2 * cooldown`` steps of its last growth; a changed layer's
    error is forgotten until it is measured again at the new rank; the gap between
@@ -198,6 +203,8 @@ class RankState:
         incompressible: per layer whether it was found not compressible.
         capped_noted: per layer whether "wants to grow but at its cap" was logged at the
             current rank.
+        kept_noted: per layer whether "keeps rank ... for accuracy" (rule 3b) was logged at
+            its current rank.
         log: one line per change, oldest first.
     """
 
@@ -214,6 +221,7 @@ class RankState:
     incompressible: tuple[bool, ...] = ()
     capped_noted: tuple[bool, ...] = ()
     log: tuple[str, ...] = ()
+    kept_noted: tuple[bool, ...] = ()
 
     @property
     def last_any_change(self) -> int | None:
@@ -413,7 +421,7 @@ class RankController:
         state = RankState(widths=widths, caps=caps, ranks=ranks, errors=(None,) * n,
                           last_change_step=(None,) * n, last_grow_step=(None,) * n,
                           lossy_rank=(0,) * n, incompressible=(False,) * n,
-                          capped_noted=(False,) * n, log=(line,))
+                          capped_noted=(False,) * n, log=(line,), kept_noted=(False,) * n)
         return ranks, state
 
     def update(self, state: RankState, stats: RankStats) -> tuple[tuple[int, ...], RankState]:
@@ -451,6 +459,7 @@ class RankController:
         grown: set[int] = set()
         incompressible = list(state.incompressible)
         capped_noted = list(state.capped_noted)
+        kept_noted = list(state.kept_noted or (False,) * n)  # () in a pre-1b checkpoint
         notes: list[str] = []
 
         # Rule 1: not compressible -> full width (or the budget cap).
@@ -499,8 +508,13 @@ class RankController:
                 for i in range(n):
                     e, r = errors[i], state.ranks[i]
                     g = state.last_grow_step[i]
-                    if i in changes or incompressible[i] or e is None or e >= self.error_low \
+                    if i in changes or incompressible[i] or e is None \
                             or (g is not None and step - g < 2 * self.cooldown):
+                        continue
+                    if e >= self.error_low:  # rule 3b: accuracy holds this layer's rank
+                        if not kept_noted[i]:
+                            kept_noted[i] = True
+                            notes.append(self._kept_line(step, i, r, state.widths[i], e))
                         continue
                     target = max(self._floor(state.caps[i]), lossy_rank[i] + 1,
                                  min(r - 1, _round(r * self.shrink_factor)))
@@ -511,6 +525,7 @@ class RankController:
         if not changes:
             return state.ranks, replace(state, incompressible=tuple(incompressible),
                                         capped_noted=tuple(capped_noted),
+                                        kept_noted=tuple(kept_noted),
                                         log=state.log + tuple(notes))
         ranks = list(state.ranks)
         last_change = list(state.last_change_step)
@@ -522,13 +537,22 @@ class RankController:
             last_change[i] = step
             errors[i] = None
             capped_noted[i] = False
+            kept_noted[i] = False  # a verdict holds for one rank
             if i in grown:
                 last_grow[i] = step
         state = replace(state, ranks=tuple(ranks), errors=tuple(errors),
                         last_change_step=tuple(last_change), last_grow_step=tuple(last_grow),
                         incompressible=tuple(incompressible), capped_noted=tuple(capped_noted),
-                        log=state.log + tuple(lines))
+                        kept_noted=tuple(kept_noted), log=state.log + tuple(lines))
         return state.ranks, state
+
+    def _kept_line(self, step: int, layer: int, rank: int, width: int, error: float) -> str:
+        verdict = (f"not compressible: rank >= {self.incompressible_fraction:g} x width, "
+                   "accuracy kept over memory" if rank >= self.incompressible_fraction * width
+                   else f"compressed to {rank / width:.0%} of the width, and no further")
+        return (f"step {step}: layer {layer} keeps rank {rank} of width {width}: sketch error "
+                f"{error:.1e} >= error_low {self.error_low:g}, so a lower rank would cost "
+                f"accuracy ({verdict})")
 
     def enter_lbfgs(self, state: RankState) -> tuple[tuple[int, ...], RankState]:
         """Ranks for the L-BFGS phase: full width (within budget caps), with a log line.
