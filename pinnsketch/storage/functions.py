@@ -106,10 +106,9 @@ class SketchOptions:
         return rows_of
 
 
-
-
 def sketch_tensor_count(opts: SketchOptions, j: int) -> int:
-    """Tensors kept for component j: 1 (exact), 3 (three_sketch, ema: X, Y, Z), 2 (range_finder)."""
+    """Tensors kept for component j: 1 (exact), 3 (three_sketch, ema: X, Y, Z), 2 (coeffs,
+    basis: the two-factor methods)."""
     if not opts.sketched(j):
         return 1
     return 2 if opts.method in TWO_FACTOR_METHODS else 3
