@@ -329,6 +329,13 @@ def _mean(values: list) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def _held(history: list[dict], phase: str | None) -> list:
+    """The held bytes per point of the history rows of ``phase`` (None: every row)."""
+    return [row["held_bytes_per_point"] for row in history
+            if row.get("held_bytes_per_point") is not None
+            and (phase is None or row.get("phase") == phase)]
+
+
 def _finish(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path | None
             ) -> dict[str, Any]:
     metrics = task.evaluate()
@@ -349,8 +356,11 @@ def _finish(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path
         "sketch_mode": storage.get("method") if storage["policy"] == "sketch" else None,
         "held_bytes": task.held_bytes,
         "held_bytes_per_point": task.held_bytes_per_point,
-        "mean_held_bytes_per_point": _mean([row.get("held_bytes_per_point")
-                                             for row in state.history]),
+        # over Adam steps (the phase whose storage a run chooses); L-BFGS on its own: it
+        # logs one row per 50 iterations and `auto` runs it at exact storage
+        "mean_held_bytes_per_point": _mean(_held(state.history, "adam")
+                                           or _held(state.history, None)),
+        "lbfgs_held_bytes_per_point": _mean(_held(state.history, "lbfgs")),
         "final_ranks": task.sketch_ranks,
         "rank_changes": list(task.rank_log),
         "collocation": config["sampling"]["collocation"],

@@ -432,10 +432,16 @@ def test_sketch_rank_auto_logs_ranks_and_switches_to_exact_for_lbfgs(tmp_path, c
     summary = json.loads((out / "summary.json").read_text())
     assert summary["storage"] == "sketch" and summary["sketch_rank"] == "auto"
     assert summary["final_ranks"] == [16, 16]  # initial rank 32 clamped to the width
-    assert summary["mean_held_bytes_per_point"] > 0
     with open(out / "history.csv") as f:
         rows = list(csv.DictReader(f))
     adam = [r for r in rows if r["phase"] == "adam"]
+    lbfgs = [float(r["held_bytes_per_point"]) for r in rows if r["phase"] == "lbfgs"]
+    mean_adam = sum(float(r["held_bytes_per_point"]) for r in adam) / len(adam)
+    assert math.isclose(summary["mean_held_bytes_per_point"], mean_adam, rel_tol=1e-12)
+    assert lbfgs and math.isclose(summary["lbfgs_held_bytes_per_point"],
+                                  sum(lbfgs) / len(lbfgs), rel_tol=1e-12)
+    # exact storage in L-BFGS; a full-rank sketch also keeps each w x w basis in Adam
+    assert summary["lbfgs_held_bytes_per_point"] != summary["mean_held_bytes_per_point"]
     assert all(r["rank_1"] == "16" and r["rank_2"] == "16" for r in adam)
     assert (out / "ranks.png").exists()
     config = json.loads((out / "config.json").read_text())
