@@ -169,9 +169,14 @@ def _act_linear_backward(ctx, rows_of: RowSource, shape: tuple[int, int, int], W
                 H = activation_jets(ctx.act, Zb, ctx.plan, ds, out=torch.empty_like(Zb))
                 for j in range(J):
                     dW.addmm_(dZnb[j].T, H[j])
-            if need_z:  # an outer product for the scalar output layer
-                dH = dZnb * W[0] if w_out == 1 else dZnb @ W
-                dZ[:, rows] = activation_jets_vjp(ctx.act, Zb, dH, ctx.plan, ds)
+            if need_z:
+                if w_out == 1:  # an outer product for the scalar output layer
+                    dH = dZnb * W[0]
+                else:  # per component: dZn[j] rows are contiguous, no copy of the block
+                    dH = Zb.new_empty(Zb.shape)
+                    for j in range(J):
+                        torch.mm(dZnb[j], W, out=dH[j])
+                activation_jets_vjp(ctx.act, Zb, dH, ctx.plan, ds, out=dZ[:, rows])
     db = dZn[0].sum(0) if need_b else None
     return dZ, dW, db
 

@@ -201,7 +201,7 @@ def _activation_jets_into(out: Jets, Z: Jets, plan: JetPlan, ds: tuple[Tensor, .
 
 
 def activation_jets_vjp(act: Activation, Z: Jets, dH: Jets, plan: JetPlan,
-                        ds: tuple[Tensor, ...] | None = None) -> Jets:
+                        ds: tuple[Tensor, ...] | None = None, out: Jets | None = None) -> Jets:
     """Vector-Jacobian product of :func:`activation_jets`: dZ from dH, analytically.
 
     With s1, s2, s3 the derivatives of s at z0:
@@ -216,15 +216,16 @@ def activation_jets_vjp(act: Activation, Z: Jets, dH: Jets, plan: JetPlan,
         dH: (J, N, w) cotangent of the post-activation jets.
         ds: (s, s1, s2, s3) at Z[0] if already computed (order ``activation_order(plan,
             backward=True)``).
+        out: a (J, N, w) tensor (a view is fine) to write the result into (no autograd).
 
     Returns:
-        (J, N, w) cotangent of Z.
+        (J, N, w) cotangent of Z (``out`` when given).
     """
     if ds is None:
         ds = act.derivatives(Z[0], activation_order(plan, backward=True))
     nf = len(plan.firsts)
     s1 = ds[1]
-    dZ = s1 * dH  # the dz0 s1 term, every dz_i, dz_ij leading term
+    dZ = torch.mul(s1, dH, out=out) if out is not None else s1 * dH  # every leading term
     if nf:
         s2 = ds[2]
         dZ[0] += s2 * (Z[1:1 + nf] * dH[1:1 + nf]).sum(0)
