@@ -111,6 +111,19 @@ def range_finder_numel(N: int, w: int, k: int) -> int:
     return k * (N + w)
 
 
+def _check_matrix_and_rank(A: Tensor, k: int) -> tuple[int, int]:
+    """(N, w) of a real floating matrix A, after checking 1 <= k <= min(N, w)."""
+    if not isinstance(A, Tensor) or A.dim() != 2 or not A.dtype.is_floating_point:
+        raise ValueError(
+            f"A must be a 2-D real floating tensor, got {type(A).__name__} "
+            f"{tuple(getattr(A, 'shape', ()))} {getattr(A, 'dtype', '')}"
+        )
+    N, w = A.shape
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(N, w):
+        raise ValueError(f"k={k!r} must be an int with 1 <= k <= min(N, w) = {min(N, w)}")
+    return N, w
+
+
 def range_finder(
     A: Tensor,
     k: int,
@@ -146,14 +159,7 @@ def range_finder(
     >>> bool(torch.allclose(approx.dense(), A, rtol=0, atol=1e-12))
     True
     """
-    if not isinstance(A, Tensor) or A.dim() != 2 or not A.dtype.is_floating_point:
-        raise ValueError(
-            f"A must be a 2-D real floating tensor, got {type(A).__name__} "
-            f"{tuple(getattr(A, 'shape', ()))} {getattr(A, 'dtype', '')}"
-        )
-    N, w = A.shape
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(N, w):
-        raise ValueError(f"k={k!r} must be an int with 1 <= k <= min(N, w) = {min(N, w)}")
+    N, w = _check_matrix_and_rank(A, k)
     if (
         isinstance(power_iterations, bool)
         or not isinstance(power_iterations, int)
@@ -215,14 +221,7 @@ def randomized_svd(A: Tensor, k: int, seed: int, family: str = "gaussian",
     >>> bool(torch.allclose(randomized_svd(A, k=3, seed=1).dense(), A, rtol=0, atol=1e-12))
     True
     """
-    if not isinstance(A, Tensor) or A.dim() != 2 or not A.dtype.is_floating_point:
-        raise ValueError(
-            f"A must be a 2-D real floating tensor, got {type(A).__name__} "
-            f"{tuple(getattr(A, 'shape', ()))} {getattr(A, 'dtype', '')}"
-        )
-    N, w = A.shape
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(N, w):
-        raise ValueError(f"k={k!r} must be an int with 1 <= k <= min(N, w) = {min(N, w)}")
+    N, w = _check_matrix_and_rank(A, k)
     if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 0:
         raise ValueError(f"oversample={oversample!r} must be an int >= 0")
     check_family(family)
