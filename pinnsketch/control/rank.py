@@ -255,8 +255,9 @@ class RankController:
       narrow nets, whose activations lose their low rank as they train. Measured on Burgers
       4 x 50 (2,000 points, 5,000 Adam + 1,000 L-BFGS steps, README): with 1e-3 the layers
       shrank to ranks 4-14 and the run ended at 1.40 x exact storage's L2; with 1e-4 at
-      0.96 x (1e-5: 1.04 x); on 4 x 256 (800 steps) 1e-4 chose the same ranks as 1e-3 on
-      Burgers and heat and 5 % more bytes on Poisson. The factor-100 gap is the dead band.
+      0.96 x (0.99 x with the randomized SVD; 1e-5: 1.04 x); on 4 x 256 (800 steps) 1e-4
+      chose the same ranks as 1e-3 on Burgers and heat and 5 % more bytes on Poisson. The
+      factor-100 gap is the dead band.
     - ``grow_factor=2``, ``shrink_factor=0.75``: grow fast (accuracy), shrink slowly (memory).
     - ``cooldown=window``: after a change the next decision sees a window of losses made
       entirely at the new ranks.
