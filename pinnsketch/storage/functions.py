@@ -126,6 +126,12 @@ def _row_blocks(n: int, per_row: int) -> list[slice]:
     return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
+def _block_buffer(like: Tensor, blocks: list[slice], width: int) -> Tensor:
+    """One (J, rows of the first block, width) buffer, reused by every block (sliced)."""
+    rows = blocks[0].stop - blocks[0].start if blocks else 0
+    return like.new_empty(like.shape[0], rows, width)
+
+
 def _act_linear_forward(act: Activation, plan: JetPlan, Z: Jets, W: Tensor, b: Tensor) -> Jets:
     """Zn = act_jet(Z) W^T (+ b on component 0), block by block of points.
 
@@ -134,9 +140,11 @@ def _act_linear_forward(act: Activation, plan: JetPlan, Z: Jets, W: Tensor, b: T
     """
     J, n, w_in = Z.shape
     out = Z.new_empty(J, n, W.shape[0])
-    for rows in _row_blocks(n, J * max(w_in, W.shape[0])):
+    blocks = _row_blocks(n, J * max(w_in, W.shape[0]))
+    buf = _block_buffer(Z, blocks, w_in)
+    for rows in blocks:
         Zb = Z[:, rows]
-        H = activation_jets(act, Zb, plan, out=torch.empty_like(Zb))
+        H = activation_jets(act, Zb, plan, out=buf[:, :Zb.shape[1]])
         for j in range(J):
             torch.mm(H[j], W.T, out=out[j, rows])
     out[0] += b
@@ -162,18 +170,22 @@ def _act_linear_backward(ctx, rows_of: RowSource, shape: tuple[int, int, int], W
     dW = torch.zeros_like(W) if need_w else None
     order = activation_order(ctx.plan, backward=need_z)
     if need_z or need_w:
-        for rows in _row_blocks(n, J * max(w_in, w_out)):
+        blocks = _row_blocks(n, J * max(w_in, w_out))
+        h_buf = _block_buffer(dZn, blocks, w_in) if need_w else None
+        dh_buf = _block_buffer(dZn, blocks, w_in) if need_z and w_out > 1 else None
+        for rows in blocks:
             Zb, dZnb = rows_of(rows), dZn[:, rows]
+            nb = Zb.shape[1]
             ds = ctx.act.derivatives(Zb[0], order)
             if need_w:
-                H = activation_jets(ctx.act, Zb, ctx.plan, ds, out=torch.empty_like(Zb))
+                H = activation_jets(ctx.act, Zb, ctx.plan, ds, out=h_buf[:, :nb])
                 for j in range(J):
                     dW.addmm_(dZnb[j].T, H[j])
             if need_z:
                 if w_out == 1:  # an outer product for the scalar output layer
                     dH = dZnb * W[0]
                 else:  # per component: dZn[j] rows are contiguous, no copy of the block
-                    dH = Zb.new_empty(Zb.shape)
+                    dH = dh_buf[:, :nb]
                     for j in range(J):
                         torch.mm(dZnb[j], W, out=dH[j])
                 activation_jets_vjp(ctx.act, Zb, dH, ctx.plan, ds, out=dZ[:, rows])
