@@ -25,17 +25,34 @@ class Activation:
 
     ``joint(z, order)`` shares one transcendental evaluation (tanh, sigmoid, sin/cos)
     between s and its derivatives; the jet layers call it through :meth:`derivatives`.
+    ``joint_into(z, order, out)``, where given, writes the same values into the rows of a
+    preallocated ``out`` (order + 1, *z.shape) without allocating (the block loops of the
+    fused Functions reuse one such buffer per pass); without it :meth:`derivatives` copies
+    the result of ``joint`` into ``out``.
     """
 
     name: str
     f: Callable[[Tensor], Tensor]
     joint: Callable[[Tensor, int], tuple[Tensor, ...]]
+    joint_into: Callable[[Tensor, int, Tensor], None] | None = None
 
-    def derivatives(self, z: Tensor, order: int) -> tuple[Tensor, ...]:
-        """(s(z), s1(z), ..., s_order(z)) for 0 <= order <= 3."""
+    def derivatives(self, z: Tensor, order: int, out: Tensor | None = None
+                    ) -> tuple[Tensor, ...]:
+        """(s(z), s1(z), ..., s_order(z)) for 0 <= order <= 3 (views of ``out`` if given:
+        a tensor of shape (at least order + 1, *z.shape), not overlapping z)."""
         if not 0 <= order <= 3:
             raise ValueError(f"activation derivatives of order {order}: 0 to 3 are available")
-        return self.joint(z, order)
+        if out is None:
+            return self.joint(z, order)
+        if out.shape[0] < order + 1 or out.shape[1:] != z.shape:
+            raise ValueError(f"out must have shape ({order + 1}, {', '.join(map(str, z.shape))}), "
+                             f"got {tuple(out.shape)}")
+        if self.joint_into is not None:
+            self.joint_into(z, order, out)
+        else:
+            for o, d in zip(out, self.joint(z, order)):
+                o.copy_(d)
+        return tuple(out[:order + 1])
 
     def df(self, z: Tensor) -> Tensor:
         return self.joint(z, 1)[1]
@@ -61,12 +78,34 @@ def _tanh_joint(z: Tensor, order: int) -> tuple[Tensor, ...]:
     return tuple(out)
 
 
+def _tanh_joint_into(z: Tensor, order: int, out: Tensor) -> None:
+    # the values of _tanh_joint, in place, with t = 2 sigmoid(2 z) - 1: tanh z to within
+    # 2 u absolute (u the unit round-off), and about 4x faster than torch.tanh on a CPU
+    # (sigmoid has a cheaper vectorized kernel). s3 = -2 s1 (1 - 3 t^2).
+    t = torch.mul(z, 2.0, out=out[0])
+    torch.sigmoid(t, out=t).mul_(2.0).sub_(1.0)
+    if order >= 1:
+        torch.mul(t, t, out=out[1]).neg_().add_(1.0)
+    if order >= 2:
+        torch.mul(t, out[1], out=out[2]).mul_(-2.0)
+    if order >= 3:
+        torch.mul(t, t, out=out[3]).mul_(-3.0).add_(1.0).mul_(out[1]).mul_(-2.0)
+
+
 def _sin_joint(z: Tensor, order: int) -> tuple[Tensor, ...]:
     s = torch.sin(z)
     if order == 0:
         return (s,)
     c = torch.cos(z)
     return (s, c, -s, -c)[: order + 1]
+
+
+def _sin_joint_into(z: Tensor, order: int, out: Tensor) -> None:
+    torch.sin(z, out=out[0])
+    if order >= 1:
+        torch.cos(z, out=out[1])
+    for o in range(2, order + 1):
+        torch.neg(out[o - 2], out=out[o])
 
 
 def _silu_joint(z: Tensor, order: int) -> tuple[Tensor, ...]:
@@ -86,8 +125,8 @@ def _silu_joint(z: Tensor, order: int) -> tuple[Tensor, ...]:
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "tanh": Activation("tanh", torch.tanh, _tanh_joint),
-    "sin": Activation("sin", torch.sin, _sin_joint),
+    "tanh": Activation("tanh", torch.tanh, _tanh_joint, _tanh_joint_into),
+    "sin": Activation("sin", torch.sin, _sin_joint, _sin_joint_into),
     "silu": Activation("silu", torch.nn.functional.silu, _silu_joint),
 }
 

@@ -135,6 +135,30 @@ def test_activation_vjp_matches_autograd(activation):
     got = activation_jets_vjp(act, Z.detach(), dH, plan)
     # Same sums in a different order: a few ulps of the O(1) entries.
     torch.testing.assert_close(got, ref, rtol=1e-13, atol=1e-13)
+    # Into buffers (the fused Functions' route: allocation-free derivatives and scratch).
+    ds = act.derivatives(Z.detach()[0], 3, out=torch.empty(4, 7, 5, dtype=F64))
+    out = torch.full_like(ref, float("nan"))
+    activation_jets_vjp(act, Z.detach(), dH, plan, ds, out=out,
+                        scratch=torch.empty(2, 7, 5, dtype=F64))
+    torch.testing.assert_close(out, ref, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sin", "silu"])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_derivatives_into_a_buffer_match_the_joint_values(activation, dtype):
+    # The allocation-free route (tanh: t = 2 sigmoid(2z) - 1; silu: a copy of joint) gives
+    # the joint values to a few units of round-off u of the dtype: every s_k here is a
+    # product of at most three factors of size <= 2 built from t, so 16 u absolute bounds it.
+    act = get_activation(activation)
+    z = torch.linspace(-12.0, 12.0, 2001, dtype=dtype).reshape(23, 87)
+    out = torch.full((4, 23, 87), float("nan"), dtype=dtype)
+    got = act.derivatives(z, 3, out=out)
+    u = torch.finfo(dtype).eps
+    for k, (a, b) in enumerate(zip(got, act.derivatives(z, 3), strict=True)):
+        assert a.data_ptr() == out[k].data_ptr()
+        torch.testing.assert_close(a, b, rtol=0, atol=16 * u)
+    with pytest.raises(ValueError, match=r"out must have shape \(3, 23, 87\)"):
+        act.derivatives(z, 2, out=torch.empty(2, 23, 87, dtype=dtype))
 
 
 def test_jet_plan_layout_and_errors():

@@ -98,10 +98,20 @@ class SketchOptions:
         """rows -> Z_hat[:, rows] (J, rows, w) from the tensors of :meth:`keep`, rebuilt one
         block of points at a time (coeffs[rows] basis^T), never as a whole."""
         approx = sketch_approximations(kept, self, n_points, width, num_components)
+        held: list[Tensor] = []  # one (J, rows, w) buffer, reused by every block
 
         def rows_of(rows: slice) -> Jets:
-            return torch.stack([a[rows] if isinstance(a, Tensor)
-                                else a.row_block(rows.start, rows.stop) for a in approx])
+            nb = rows.stop - rows.start
+            if not held or held[0].shape[1] < nb:
+                held[:] = [kept[0].new_empty(num_components, nb, width)]
+            block = held[0][:, :nb]
+            for j, a in enumerate(approx):
+                if isinstance(a, RangeFinderApprox):
+                    torch.mm(a.coeffs[rows], a.basis.T, out=block[j])
+                else:
+                    block[j].copy_(a[rows] if isinstance(a, Tensor)
+                                   else a.row_block(rows.start, rows.stop))
+            return block
 
         return rows_of
 
@@ -126,10 +136,12 @@ def _row_blocks(n: int, per_row: int) -> list[slice]:
     return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
-def _block_buffer(like: Tensor, blocks: list[slice], width: int) -> Tensor:
-    """One (J, rows of the first block, width) buffer, reused by every block (sliced)."""
+def _block_buffer(like: Tensor, blocks: list[slice], width: int, count: int | None = None
+                  ) -> Tensor:
+    """One (count, rows of the first block, width) buffer (count defaults to like's J),
+    reused by every block (sliced)."""
     rows = blocks[0].stop - blocks[0].start if blocks else 0
-    return like.new_empty(like.shape[0], rows, width)
+    return like.new_empty(like.shape[0] if count is None else count, rows, width)
 
 
 def _act_linear_forward(act: Activation, plan: JetPlan, Z: Jets, W: Tensor, b: Tensor) -> Jets:
@@ -137,14 +149,19 @@ def _act_linear_forward(act: Activation, plan: JetPlan, Z: Jets, W: Tensor, b: T
 
     The post-activation jets exist one block of points at a time (a few MB), not as a
     second (J, N, w) tensor: the transient memory of the forward is the output alone.
+    The block buffers are allocated once per pass, so the loop allocates nothing.
     """
     J, n, w_in = Z.shape
     out = Z.new_empty(J, n, W.shape[0])
+    order = activation_order(plan)
     blocks = _row_blocks(n, J * max(w_in, W.shape[0]))
     buf = _block_buffer(Z, blocks, w_in)
+    ds_buf = _block_buffer(Z, blocks, w_in, order + 1)
     for rows in blocks:
         Zb = Z[:, rows]
-        H = activation_jets(act, Zb, plan, out=buf[:, :Zb.shape[1]])
+        nb = Zb.shape[1]
+        ds = act.derivatives(Zb[0], order, out=ds_buf[:, :nb])
+        H = activation_jets(act, Zb, plan, ds, out=buf[:, :nb])
         for j in range(J):
             torch.mm(H[j], W.T, out=out[j, rows])
     out[0] += b
@@ -172,23 +189,26 @@ def _act_linear_backward(ctx, rows_of: RowSource, shape: tuple[int, int, int], W
     if need_z or need_w:
         blocks = _row_blocks(n, J * max(w_in, w_out))
         h_buf = _block_buffer(dZn, blocks, w_in) if need_w else None
-        dh_buf = _block_buffer(dZn, blocks, w_in) if need_z and w_out > 1 else None
+        dh_buf = _block_buffer(dZn, blocks, w_in) if need_z else None
+        ds_buf = _block_buffer(dZn, blocks, w_in, order + 1)
+        scratch = _block_buffer(dZn, blocks, w_in, 2) if need_z else None
         for rows in blocks:
             Zb, dZnb = rows_of(rows), dZn[:, rows]
             nb = Zb.shape[1]
-            ds = ctx.act.derivatives(Zb[0], order)
+            ds = ctx.act.derivatives(Zb[0], order, out=ds_buf[:, :nb])
             if need_w:
                 H = activation_jets(ctx.act, Zb, ctx.plan, ds, out=h_buf[:, :nb])
                 for j in range(J):
                     dW.addmm_(dZnb[j].T, H[j])
             if need_z:
+                dH = dh_buf[:, :nb]
                 if w_out == 1:  # an outer product for the scalar output layer
-                    dH = dZnb * W[0]
+                    torch.mul(dZnb, W[0], out=dH)
                 else:  # per component: dZn[j] rows are contiguous, no copy of the block
-                    dH = dh_buf[:, :nb]
                     for j in range(J):
                         torch.mm(dZnb[j], W, out=dH[j])
-                activation_jets_vjp(ctx.act, Zb, dH, ctx.plan, ds, out=dZ[:, rows])
+                activation_jets_vjp(ctx.act, Zb, dH, ctx.plan, ds, out=dZ[:, rows],
+                                    scratch=scratch[:, :nb])
     db = dZn[0].sum(0) if need_b else None
     return dZ, dW, db
 

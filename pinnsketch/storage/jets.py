@@ -201,14 +201,18 @@ def _activation_jets_into(out: Jets, Z: Jets, plan: JetPlan, ds: tuple[Tensor, .
 
 
 def activation_jets_vjp(act: Activation, Z: Jets, dH: Jets, plan: JetPlan,
-                        ds: tuple[Tensor, ...] | None = None, out: Jets | None = None) -> Jets:
+                        ds: tuple[Tensor, ...] | None = None, out: Jets | None = None,
+                        scratch: Tensor | None = None) -> Jets:
     """Vector-Jacobian product of :func:`activation_jets`: dZ from dH, analytically.
 
     With s1, s2, s3 the derivatives of s at z0:
 
-        dz0  = s1 dh0 + sum_i s2 z_i dh_i + sum_(i,j) (s3 z_i z_j + s2 z_ij) dh_ij
+        dz0  = s1 dh0 + s2 (sum_i z_i dh_i + sum_(i,j) z_ij dh_ij) + s3 sum_(i,j) z_i z_j dh_ij
         dz_i = s1 dh_i + sum_(i,j) s2 z_j dh_ij + sum_(j,i) s2 z_j dh_ji   (twice for (i, i))
         dz_ij = s1 dh_ij.
+
+    Written with in-place and ``out=`` ops only: with ``out`` and ``scratch`` given it
+    allocates nothing (the fused Functions call it once per block of points).
 
     Args:
         act: the activation.
@@ -217,6 +221,7 @@ def activation_jets_vjp(act: Activation, Z: Jets, dH: Jets, plan: JetPlan,
         ds: (s, s1, s2, s3) at Z[0] if already computed (order ``activation_order(plan,
             backward=True)``).
         out: a (J, N, w) tensor (a view is fine) to write the result into (no autograd).
+        scratch: a (2, N, w) work buffer (a view is fine); allocated when None.
 
     Returns:
         (J, N, w) cotangent of Z (``out`` when given).
@@ -226,19 +231,23 @@ def activation_jets_vjp(act: Activation, Z: Jets, dH: Jets, plan: JetPlan,
     nf = len(plan.firsts)
     s1 = ds[1]
     dZ = torch.mul(s1, dH, out=out) if out is not None else s1 * dH  # every leading term
-    if nf:
-        s2 = ds[2]
-        dZ[0] += s2 * (Z[1:1 + nf] * dH[1:1 + nf]).sum(0)
-    if plan.seconds:
-        s3 = ds[3]
-        for b, (i, j) in enumerate(plan.seconds):
-            ci, cj, cij = 1 + plan.firsts.index(i), 1 + plan.firsts.index(j), 1 + nf + b
-            dh = dH[cij]
-            zi, zj = Z[ci], Z[cj]
-            dZ[0] += (s3 * zi * zj + s2 * Z[cij]) * dh
-            s2dh = s2 * dh
-            dZ[ci] += s2dh * zj
-            dZ[cj] += s2dh * zi  # ci == cj for (i, i): the term counts twice
+    if not nf:
+        return dZ
+    if scratch is None:
+        scratch = Z.new_empty(2, *Z.shape[1:])
+    acc, tmp = scratch[0], scratch[1]
+    torch.mul(Z[1], dH[1], out=acc)  # sum of z_c dh_c over every derivative component c
+    for c in range(2, Z.shape[0]):
+        acc.addcmul_(Z[c], dH[c])
+    dZ[0].addcmul_(ds[2], acc)
+    for b, (i, j) in enumerate(plan.seconds):
+        ci, cj, cij = 1 + plan.firsts.index(i), 1 + plan.firsts.index(j), 1 + nf + b
+        zi, zj, dh = Z[ci], Z[cj], dH[cij]
+        torch.mul(zi, zj, out=tmp).mul_(dh)
+        dZ[0].addcmul_(ds[3], tmp)  # s3 z_i z_j dh_ij
+        torch.mul(ds[2], dh, out=tmp)
+        dZ[ci].addcmul_(tmp, zj)
+        dZ[cj].addcmul_(tmp, zi)  # ci == cj for (i, i): the term counts twice
     return dZ
 
 
