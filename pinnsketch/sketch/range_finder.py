@@ -199,9 +199,7 @@ def randomized_svd(A: Tensor, k: int, seed: int, family: str = "gaussian",
     to 1 as the spectrum decays past k + oversample. Exact up to round-off when
     rank(A) <= l (then Q spans the row space of A) -- in particular at k = min(N, w).
     Where l >= w / 2 (or l >= N / 2) the Gram of :func:`truncated_svd` costs no more, and
-    that truncated SVD is returned instead (no random numbers), its Gram blocks formed in A's
-    dtype (``gram_dtype=A.dtype``: for a float32 A one float32 product per block of rows
-    instead of a float64 copy and product, which cost as much again as the whole layer).
+    that exact truncated SVD is returned instead (no random numbers).
 
     Args:
         A: (N, w) real floating matrix.
@@ -229,7 +227,7 @@ def randomized_svd(A: Tensor, k: int, seed: int, family: str = "gaussian",
     check_family(family)
     l = min(k + oversample, N, w)
     if 2 * l >= min(N, w):
-        return truncated_svd(A, k, gram_dtype=A.dtype)
+        return truncated_svd(A, k)
     omega = test_matrix(family, l, w, seed, dtype=A.dtype, device=A.device).T  # (w, l)
     q_cols = torch.linalg.qr(A @ omega, mode="reduced").Q
     Q = torch.linalg.qr(A.T @ q_cols, mode="reduced").Q
@@ -259,21 +257,10 @@ TWO_FACTOR_METHODS = ("truncated_svd", "randomized_svd", "range_finder")
 
 
 _GRAM_BLOCK_ROWS = 32768  # float64 copy of at most this many rows (or columns) of A at a time
-_GRAM_BLOCK_ROWS_LOW = 4096  # rows per product formed in a lower precision (float32)
 GRAM_SIDES = ("features", "points")
 
 
-def _add_product(G: Tensor, B: Tensor, dtype: torch.dtype) -> None:
-    """G (float64) += B B^T, the product formed in ``dtype``."""
-    b = B.to(dtype)
-    if dtype == torch.float64:
-        G.addmm_(b, b.T)
-    else:
-        G += (b @ b.T).double()
-
-
-def truncated_svd(A: Tensor, k: int, gram: str | None = None,
-                  gram_dtype: torch.dtype = torch.float64) -> RangeFinderApprox:
+def truncated_svd(A: Tensor, k: int, gram: str | None = None) -> RangeFinderApprox:
     """The optimal rank-k approximation A_hat = (A V_k) V_k^T of a matrix that exists whole.
 
     V_k holds the top-k right singular vectors of A (N x w), so ||A - A_hat||_F is the
@@ -290,13 +277,6 @@ def truncated_svd(A: Tensor, k: int, gram: str | None = None,
     singular values down to ~1e-8 ||A|| are resolved even for a float32 A; with a gap
     sigma_k > sigma_{k+1} both routes give the same A_hat up to float64 round-off. No random
     numbers. At k = min(N, w) it is exact up to round-off.
-
-    ``gram_dtype`` is the dtype each block's product is formed in before it is added to the
-    float64 Gram: float64 (the default) as above; A's own float32 forms each product of
-    4,096 rows in float32, an error ||E|| ~ u32 sqrt(4096) ||A||^2 in the Gram (u32 = 6e-8)
-    that turns the top-k subspace by sin(theta) <= ||E|| / (sigma_k^2 - sigma_(k+1)^2)
-    (Davis-Kahan) and costs the approximation only the second-order energy
-    ~ ||E||^2 / gap: a cheaper route for :func:`randomized_svd`'s small-width case.
 
     >>> A = torch.randn(50, 6, dtype=torch.float64) @ torch.randn(6, 8, dtype=torch.float64)
     >>> approx = truncated_svd(A, 6)
@@ -318,20 +298,19 @@ def truncated_svd(A: Tensor, k: int, gram: str | None = None,
     if gram not in GRAM_SIDES:
         raise ValueError(f"gram={gram!r} must be None (the smaller), 'features' (w x w A^T A) "
                          "or 'points' (N x N A A^T)")
-    if not isinstance(gram_dtype, torch.dtype) or not gram_dtype.is_floating_point:
-        raise ValueError(f"gram_dtype must be a floating torch.dtype, got {gram_dtype!r}")
-    rows = _GRAM_BLOCK_ROWS if gram_dtype == torch.float64 else _GRAM_BLOCK_ROWS_LOW
     if gram == "features":
         G = torch.zeros(w, w, dtype=torch.float64, device=A.device)
-        for block in A.split(rows):
-            _add_product(G, block.T, gram_dtype)
+        for block in A.split(_GRAM_BLOCK_ROWS):
+            b = block.double()
+            G.addmm_(b.T, b)
         _, vecs = torch.linalg.eigh(G)  # ascending eigenvalues
         basis64 = vecs[:, -k:].flip(-1)
     else:
         G = torch.zeros(n, n, dtype=torch.float64, device=A.device)
-        cols = A.split(rows, dim=1)
+        cols = A.split(_GRAM_BLOCK_ROWS, dim=1)
         for block in cols:
-            _add_product(G, block, gram_dtype)
+            b = block.double()
+            G.addmm_(b, b.T)
         _, vecs = torch.linalg.eigh(G)
         top = vecs[:, -k:].flip(-1)  # U_k (N x k)
         at_u = torch.cat([block.double().T @ top for block in cols])  # A^T U_k = V_k S_k
