@@ -228,10 +228,11 @@ class InputLinear(Function):
         sc = torch.tensor(scale, dtype=x.dtype, device=x.device)
         sh = torch.tensor(shift, dtype=x.dtype, device=x.device)
         n, w = x.shape[0], W.shape[0]
-        out = x.new_zeros(plan.num_components, n, w)
-        out[0] = torch.addmm(b, x * sc + sh, W.T)
+        out = x.new_empty(plan.num_components, n, w)
+        torch.addmm(b, x * sc + sh, W.T, out=out[0])
         for a, i in enumerate(plan.firsts):
             out[1 + a] = (W[:, i] * sc[i]).expand(n, w)
+        out[1 + len(plan.firsts):].zero_()  # the second derivatives of a linear map
         return out
 
     @staticmethod
