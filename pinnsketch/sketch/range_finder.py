@@ -232,8 +232,7 @@ def randomized_svd(A: Tensor, k: int, seed: int, family: str = "gaussian",
     q_cols = torch.linalg.qr(A @ omega, mode="reduced").Q
     Q = torch.linalg.qr(A.T @ q_cols, mode="reduced").Q
     C = A @ Q
-    c64 = C.double()
-    _, vecs = torch.linalg.eigh(c64.T @ c64)  # ascending
+    _, vecs = torch.linalg.eigh(_gram64(C))  # ascending
     top = vecs[:, -k:].flip(-1).to(A.dtype)
     return RangeFinderApprox(coeffs=C @ top, basis=Q @ top)
 
@@ -256,8 +255,27 @@ TWO_FACTOR_METHODS = ("truncated_svd", "randomized_svd", "range_finder")
 """The methods that keep coeffs (N x k) and basis (w x k)."""
 
 
-_GRAM_BLOCK_ROWS = 32768  # float64 copy of at most this many rows (or columns) of A at a time
+_GRAM_BLOCK_ROWS = 32768  # float64 copy of at most this many columns of A at a time
+_GRAM_BLOCK_ELEMENTS = 1 << 17  # 1 MB of float64: one reused block of rows of A
 GRAM_SIDES = ("features", "points")
+
+
+def _gram64(A: Tensor) -> Tensor:
+    """A^T A (w x w) in float64 for an (N, w) A of any float dtype.
+
+    Rows of A are copied, a block at a time, into one reused float64 buffer of ~1 MB and
+    their products accumulated in float64: no float64 copy of the whole A (whose fresh
+    pages cost as much as the product itself).
+    """
+    n, w = A.shape
+    rows = max(64, _GRAM_BLOCK_ELEMENTS // max(w, 1))
+    G = torch.zeros(w, w, dtype=torch.float64, device=A.device)
+    buf = torch.empty(min(rows, n), w, dtype=torch.float64, device=A.device)
+    for start in range(0, n, rows):
+        block = buf[:min(rows, n - start)]
+        block.copy_(A[start:start + rows])
+        G.addmm_(block.T, block)
+    return G
 
 
 def truncated_svd(A: Tensor, k: int, gram: str | None = None) -> RangeFinderApprox:
@@ -299,11 +317,7 @@ def truncated_svd(A: Tensor, k: int, gram: str | None = None) -> RangeFinderAppr
         raise ValueError(f"gram={gram!r} must be None (the smaller), 'features' (w x w A^T A) "
                          "or 'points' (N x N A A^T)")
     if gram == "features":
-        G = torch.zeros(w, w, dtype=torch.float64, device=A.device)
-        for block in A.split(_GRAM_BLOCK_ROWS):
-            b = block.double()
-            G.addmm_(b.T, b)
-        _, vecs = torch.linalg.eigh(G)  # ascending eigenvalues
+        _, vecs = torch.linalg.eigh(_gram64(A))  # ascending eigenvalues
         basis64 = vecs[:, -k:].flip(-1)
     else:
         G = torch.zeros(n, n, dtype=torch.float64, device=A.device)
