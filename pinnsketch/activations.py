@@ -45,8 +45,8 @@ class Activation:
         if out is None:
             return self.joint(z, order)
         if out.shape[0] < order + 1 or out.shape[1:] != z.shape:
-            raise ValueError(f"out must have shape ({order + 1}, {', '.join(map(str, z.shape))}), "
-                             f"got {tuple(out.shape)}")
+            raise ValueError(f"out must have shape ({order + 1}, {', '.join(map(str, z.shape))}) "
+                             f"(or more rows) for order {order}, got {tuple(out.shape)}")
         if self.joint_into is not None:
             self.joint_into(z, order, out)
         else:
