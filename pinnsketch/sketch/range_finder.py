@@ -111,14 +111,19 @@ def range_finder_numel(N: int, w: int, k: int) -> int:
     return k * (N + w)
 
 
-def _check_matrix_and_rank(A: Tensor, k: int) -> tuple[int, int]:
-    """(N, w) of a real floating matrix A, after checking 1 <= k <= min(N, w)."""
+def _check_matrix(A: Tensor) -> tuple[int, int]:
+    """(N, w) of A, after checking that it is a real floating matrix."""
     if not isinstance(A, Tensor) or A.dim() != 2 or not A.dtype.is_floating_point:
         raise ValueError(
             f"A must be a 2-D real floating tensor, got {type(A).__name__} "
             f"{tuple(getattr(A, 'shape', ()))} {getattr(A, 'dtype', '')}"
         )
-    N, w = A.shape
+    return A.shape[0], A.shape[1]
+
+
+def _check_matrix_and_rank(A: Tensor, k: int) -> tuple[int, int]:
+    """(N, w) of a real floating matrix A, after checking 1 <= k <= min(N, w)."""
+    N, w = _check_matrix(A)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(N, w):
         raise ValueError(f"k={k!r} must be an int with 1 <= k <= min(N, w) = {min(N, w)}")
     return N, w
@@ -304,10 +309,7 @@ def truncated_svd(A: Tensor, k: int, gram: str | None = None) -> RangeFinderAppr
     >>> bool(torch.allclose(truncated_svd(wide, 6).dense(), wide))
     True
     """
-    if not isinstance(A, Tensor) or A.dim() != 2 or not A.dtype.is_floating_point:
-        raise ValueError(f"A must be a 2-D real floating tensor, got {type(A).__name__} "
-                         f"{tuple(getattr(A, 'shape', ()))} {getattr(A, 'dtype', '')}")
-    n, w = A.shape
+    n, w = _check_matrix(A)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(n, w):
         raise ValueError(f"rank k={k!r} must be an int in [1, min(N, w)] = [1, {min(n, w)}] "
                          f"for an activation of shape {tuple(A.shape)}")

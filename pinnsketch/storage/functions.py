@@ -95,16 +95,12 @@ class SketchOptions:
 
     def restorer(self, kept: tuple[Tensor, ...], n_points: int, width: int,
                  num_components: int) -> RowSource:
-        """rows -> Z_hat[:, rows] (J, rows, w) from the tensors of :meth:`keep`, rebuilt one
-        block of points at a time (coeffs[rows] basis^T), never as a whole."""
+        """(rows, buf) -> Z_hat[:, rows] (J, rows, w) from the tensors of :meth:`keep`,
+        rebuilt into ``buf`` one block of points at a time (coeffs[rows] basis^T), never as
+        a whole."""
         approx = sketch_approximations(kept, self, n_points, width, num_components)
-        held: list[Tensor] = []  # one (J, rows, w) buffer, reused by every block
 
-        def rows_of(rows: slice) -> Jets:
-            nb = rows.stop - rows.start
-            if not held or held[0].shape[1] < nb:
-                held[:] = [kept[0].new_empty(num_components, nb, width)]
-            block = held[0][:, :nb]
+        def rows_of(rows: slice, block: Jets) -> Jets:
             for j, a in enumerate(approx):
                 if isinstance(a, RangeFinderApprox):
                     torch.mm(a.coeffs[rows], a.basis.T, out=block[j])
@@ -126,8 +122,9 @@ def sketch_tensor_count(opts: SketchOptions, j: int) -> int:
 
 _BLOCK_ELEMENTS = 1 << 21  # ~8 MB of float32 per transient jet block
 
-RowSource = Callable[[slice], Jets]
-"""rows -> Z[:, rows]: a block of points of a layer's (kept or rebuilt) pre-activation jets."""
+RowSource = Callable[[slice, Jets], Jets]
+"""(rows, buf) -> Z[:, rows]: a block of points of a layer's pre-activation jets, a view of the
+kept Z or rebuilt into ``buf`` (a (J, rows, w) buffer the caller reuses for every block)."""
 
 
 def _row_blocks(n: int, per_row: int) -> list[slice]:
@@ -172,8 +169,8 @@ def _act_linear_backward(ctx, rows_of: RowSource, shape: tuple[int, int, int], W
                          dZn: Jets) -> tuple:
     """(dZ, dW, db) of Zn = W act_jet(Z) (+ b), block by block of points.
 
-    ``rows_of(rows)`` gives Z[:, rows] (the kept Z, or a sketch's reconstruction of it);
-    ``shape`` is Z's (J, N, w_in).
+    ``rows_of(rows, buf)`` gives Z[:, rows] (the kept Z, or a sketch's reconstruction of it
+    written into ``buf``); ``shape`` is Z's (J, N, w_in).
 
     Per block: s and its derivatives at Z[0] once, shared by the recomputed H = act_jet(Z)
     (for dW = sum_j dZn[j]^T H[j], accumulated over blocks) and by the VJP
@@ -188,13 +185,14 @@ def _act_linear_backward(ctx, rows_of: RowSource, shape: tuple[int, int, int], W
     order = activation_order(ctx.plan, backward=need_z)
     if need_z or need_w:
         blocks = _row_blocks(n, J * max(w_in, w_out))
+        z_buf = _block_buffer(dZn, blocks, w_in)  # untouched (no pages) for a kept Z
         h_buf = _block_buffer(dZn, blocks, w_in) if need_w else None
         dh_buf = _block_buffer(dZn, blocks, w_in) if need_z else None
         ds_buf = _block_buffer(dZn, blocks, w_in, order + 1)
         scratch = _block_buffer(dZn, blocks, w_in, 2) if need_z else None
         for rows in blocks:
-            Zb, dZnb = rows_of(rows), dZn[:, rows]
-            nb = Zb.shape[1]
+            nb = rows.stop - rows.start
+            Zb, dZnb = rows_of(rows, z_buf[:, :nb]), dZn[:, rows]
             ds = ctx.act.derivatives(Zb[0], order, out=ds_buf[:, :nb])
             if need_w:
                 H = activation_jets(ctx.act, Zb, ctx.plan, ds, out=h_buf[:, :nb])
@@ -282,7 +280,7 @@ class ActLinear(Function):
     @staticmethod
     def backward(ctx, dZn: Jets):
         Z, W = ctx.saved_tensors
-        dZ, dW, db = _act_linear_backward(ctx, lambda rows: Z[:, rows], Z.shape, W, dZn)
+        dZ, dW, db = _act_linear_backward(ctx, lambda rows, _buf: Z[:, rows], Z.shape, W, dZn)
         return dZ, dW, db, None, None
 
 
@@ -439,9 +437,10 @@ class CompressOptions:
 
     def restorer(self, kept: tuple[Tensor, ...], n_points: int, width: int,
                  num_components: int) -> RowSource:
-        """rows -> Z_hat[:, rows] from the tensors of :meth:`keep` (decompressed whole)."""
+        """(rows, buf) -> Z_hat[:, rows] from the tensors of :meth:`keep` (decompressed
+        whole; ``buf`` unused)."""
         Zhat = decompress_jets(kept, self, width, num_components)
-        return lambda rows: Zhat[:, rows]
+        return lambda rows, _buf: Zhat[:, rows]
 
 
 def compress_jets(Z: Jets, opts: CompressOptions) -> list[Tensor]:
