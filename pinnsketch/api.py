@@ -25,25 +25,23 @@ from pinnsketch.control import (
     plan_budget,
     sketch_held_bytes,
 )
-from pinnsketch.distributed import Cluster, DistributedRunError, current
+from pinnsketch.distributed import Cluster, current
 from pinnsketch.memory import cuda_peak_bytes, peak_rss_bytes
 from pinnsketch.pde.derivatives import required_derivatives
 from pinnsketch.pde.problem import Problem
-from pinnsketch.pde.registry import builtin_problems, make_problem, resolve_problem
-from pinnsketch.plots import plot_columns, plot_field, plot_history
-from pinnsketch.results import (
-    RunResult,
-    load_checkpoint,
-    prepare_out_dir,
-    read_json,
-    save_checkpoint,
-    write_history_csv,
-    write_json,
-    write_result_h5,
+from pinnsketch.pde.registry import (
+    load_problem_source,
+    make_problem,
+    problem_source,
+    resolve_problem,
 )
+from pinnsketch.plots import plot_columns, plot_field, plot_history
+from pinnsketch.results import RunResult, load_checkpoint, read_json, write_json, write_result_h5
+from pinnsketch.rundir import RunDirectory
+from pinnsketch.runner import run_task
 from pinnsketch.storage import JetPlan, StorageConfig
 from pinnsketch.tasks.pinn import PINNTask
-from pinnsketch.train import TrainingDiverged, TrainState, train
+from pinnsketch.train import TrainState
 
 __all__ = ["solve", "resume", "load_problem", "SolveResult"]
 
@@ -62,7 +60,7 @@ def load_problem(name_or_path: str, **params: Any) -> Problem:
 SolveResult = RunResult  # trained task, history, summary, run directory
 
 
-def _config_dict(problem: Problem, source: str | None, model: ModelConfig,
+def _config_dict(problem: Problem, source: dict[str, str] | None, model: ModelConfig,
                  sampling: SamplingConfig, optim: OptimConfig, storage: StorageConfig,
                  run: RunConfig) -> dict[str, Any]:
     return {
@@ -76,18 +74,23 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
           sampling: SamplingConfig | None = None, optim: OptimConfig | None = None,
           storage: StorageConfig | None = None, run: RunConfig | None = None,
           controller: RankController | None = None, memory_budget: int | str | None = None,
-          problem_source: str | None = None, cluster: Cluster | None = None) -> SolveResult:
+          cluster: Cluster | None = None) -> SolveResult:
     """Train a PINN on ``problem`` and (with ``run.out``) write the run directory.
 
+    Everything is validated before the run directory is touched: the configurations, the
+    problem's residual and conditions (evaluated once on a few points: shapes, finiteness)
+    and its reference solution.
+
     Args:
-        problem: a Problem instance.
+        problem: a Problem instance. How ``resume`` can rebuild it is recorded in
+            config.json: a built-in by name, a class from a problem file by the file's
+            absolute path and SHA-256 (:func:`~pinnsketch.pde.registry.problem_source`);
+            any other class must be passed to ``resume`` again.
         model, sampling, optim, storage, run: configurations (defaults when None).
         controller: the rank policy when ``storage.rank == "auto"`` (default
             ``RankController()``).
         memory_budget: bytes held for backward allowed (an int or "2GB"); chooses the largest
             collocation batch and ranks that fit (DESIGN.md section 4), or refuses.
-        problem_source: how to load the problem again (a registry name or a file path),
-            recorded in config.json so ``resume`` can rebuild it.
         cluster: data-parallel run (:mod:`pinnsketch.distributed`); default: the initialised
             process group if there is one, else a single process. ``sampling.collocation``
             is the total over processes, ``memory_budget`` is per process; only process 0
@@ -98,15 +101,16 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
         processes that do not write).
 
     Raises:
-        ValueError: a bad configuration or output directory, before any training.
+        ValueError: a bad configuration, problem or output directory, before any training.
+        RunDirectoryInUse: another process is writing ``run.out``.
         TrainingDiverged: the loss became non-finite (files are written, status "diverged").
-        KeyboardInterrupt: after writing a consistent run directory (status "interrupted").
+        KeyboardInterrupt: (``RunInterrupted`` for SIGINT/SIGTERM) after writing a consistent
+            run directory (status "interrupted").
+        OutOfMemory: memory ran out (files are written, status "failed").
     """
     model, sampling = model or ModelConfig(), sampling or SamplingConfig()
     optim, storage, run = optim or OptimConfig(), storage or StorageConfig(), run or RunConfig()
     cluster = cluster or current()
-    if problem_source is None:
-        problem_source = _builtin_source(problem)
     if controller is not None and storage.rank != "auto":
         raise ValueError("a rank controller needs StorageConfig(policy='sketch', rank='auto')")
     if storage.rank == "auto" and controller is None:
@@ -116,7 +120,7 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
         sampling, controller, budget_message = plan_memory(
             problem, model, sampling, storage, run, controller, parse_bytes(memory_budget),
             world_size=cluster.world_size)
-    config = _config_dict(problem, problem_source, model, sampling, optim, storage, run)
+    config = _config_dict(problem, problem_source(problem), model, sampling, optim, storage, run)
     if budget_message:
         config["memory_budget"] = {"bytes": parse_bytes(memory_budget), "plan": budget_message}
     if controller is not None:
@@ -124,28 +128,34 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
     task = _build_task(problem, config, model, sampling, optim, storage, run, controller, cluster)
     if budget_message and not run.quiet and cluster.is_main:
         print(budget_message)
-    out = cluster.from_main(lambda: _new_run_dir(run, config))
-    return _run(task, config, optim, run, out if cluster.is_main else None, TrainState(), cluster)
+    out = _open_run_dir(cluster, lambda: _new_run_dir(run, config))
+    return _run(task, config, optim, run, out, TrainState(), cluster)
 
 
-def _builtin_source(problem: Problem) -> str | None:
-    """The registry name of a built-in problem (so that ``resume`` can load it again), or
-    None for a problem class defined elsewhere (a notebook, a script), whatever its name."""
-    import inspect
+def _open_run_dir(cluster: Cluster, make) -> RunDirectory | None:
+    """``make()`` on process 0 (the one that writes); its errors stop every process."""
+    box: list[RunDirectory | None] = [None]
 
-    path = builtin_problems().get(problem.name)
+    def on_main() -> bool:
+        box[0] = make()
+        return True
+
+    cluster.from_main(on_main)
+    return box[0]
+
+
+def _new_run_dir(run: RunConfig, config: dict[str, Any]) -> RunDirectory | None:
+    if run.out is None:
+        return None
+    out = RunDirectory.create(run.out, run.overwrite)
     try:
-        source = inspect.getsourcefile(type(problem))
-    except (TypeError, OSError):  # defined in __main__ or a notebook cell
-        return None
-    return problem.name if path is not None and source and Path(source) == path else None
-
-
-def _new_run_dir(run: RunConfig, config: dict[str, Any]) -> Path | None:
-    if not run.out:
-        return None
-    out = prepare_out_dir(run.out, run.overwrite)
-    write_json(out / "config.json", config)
+        write_json(out.path / "config.json", config)
+    except BaseException:
+        out.close()
+        raise
+    if out.foreign and not run.quiet:
+        print(f"--overwrite: kept {len(out.foreign)} file(s) in {str(out.path)!r} that no run "
+              f"writes: {', '.join(out.foreign[:5])}{' ...' if len(out.foreign) > 5 else ''}")
     return out
 
 
@@ -239,89 +249,119 @@ def _largest_fitting(n: int, fits) -> int:
 def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | None = None,
            quiet: bool | None = None, time_limit_s: float | None = None,
            problem: Problem | None = None, cluster: Cluster | None = None,
-           device: str | None = None) -> SolveResult:
+           device: str | None = None, threads: int | None = None,
+           allow_changed_problem: bool = False) -> SolveResult:
     """Continue the run in ``out_dir`` from its checkpoint (optionally with more steps).
 
-    The wall time and a time limit count over the whole run, resumed parts included; pass
-    ``time_limit_s`` to change the limit. The Adam learning-rate schedule continues with
-    the decay rate of the original run.
+    Only what may change on a continued run can be given: the step counts (never below
+    what was done), the time limit, quiet, the device and the thread count. The wall time
+    and a time limit count over the whole run, resumed parts included. The Adam
+    learning-rate schedule continues with the decay rate of the original run. The run
+    directory is locked first and nothing in it changes until everything has been read and
+    checked. The checkpoint is read as data; a problem file named by config.json is code
+    and runs again (refused if its bytes changed, unless ``allow_changed_problem``).
 
     Raises:
-        FileNotFoundError: no config.json or checkpoint.pt in ``out_dir``.
-        ValueError: a corrupted or mismatched checkpoint, or an unloadable problem.
+        FileNotFoundError: no run, config.json or checkpoint.pt in ``out_dir``.
+        ValueError: a damaged config.json or checkpoint, a mismatched checkpoint, an
+            unloadable or changed problem, fewer steps than were done, a used-up time limit.
+        RunDirectoryInUse: another process is writing the run.
     """
     out = Path(out_dir)
     cluster = cluster or current()
-    config = cluster.from_main(lambda: read_json(out / "config.json"))
-    if problem is None:
-        source = config["problem"].get("source")
-        if not source:
-            raise ValueError(f"{str(out)!r} was solved from a Python object; pass problem= to resume")
-        problem = make_problem(resolve_problem(source), config["problem"]["params"])
-    model = ModelConfig(**config["model"])
-    sampling = SamplingConfig(**config["sampling"])
-    optim_d = dict(config["optim"], weights=tuple(tuple(w) for w in config["optim"]["weights"]))
-    if steps is not None:
-        optim_d["steps"] = steps
-    if lbfgs_steps is not None:
-        optim_d["lbfgs_steps"] = lbfgs_steps
-    optim = OptimConfig(**optim_d)
-    storage_d = dict(config["storage"])
-    if isinstance(storage_d.get("rank"), list):
-        storage_d["rank"] = tuple(storage_d["rank"])
-    storage = StorageConfig(**storage_d)
-    controller = None
-    if "controller" in config:
-        controller = RankController(**{k: tuple(v) if isinstance(v, list) else v
-                                       for k, v in config["controller"].items()})
-    run_d = dict(config["run"])
-    if quiet is not None:
-        run_d["quiet"] = quiet
-    if time_limit_s is not None:
-        run_d["time_limit_s"] = time_limit_s
-    if device is not None:
-        run_d["device"] = device
-    run = RunConfig(**run_d)
-    new_config = _config_dict(problem, config["problem"].get("source"), model, sampling, optim,
-                              storage, run)
-    for key in ("memory_budget", "controller"):
-        if key in config:
-            new_config[key] = config[key]
-    payload = cluster.from_main(lambda: load_checkpoint(out / "checkpoint.pt", new_config))
-    task = _build_task(problem, new_config, model, sampling, optim, storage, run, controller,
-                       cluster)
-    state = TrainState.from_dict(payload["train_state"])
-    if state.task_state and hasattr(task, "restore_checkpoint_state"):
-        task.restore_checkpoint_state(state.task_state)
-    if state.phase == "done" and (optim.steps > state.step or optim.lbfgs_steps > state.lbfgs_iter):
-        state.phase = "adam" if optim.steps > state.step else "lbfgs"
-    state.stop_reason = None
-    dtype = next(iter(payload["model"].values())).dtype
-    task.set_dtype(dtype)
-    task.model.load_state_dict(payload["model"])
-    if cluster.is_main:
-        (out / "summary.json").unlink(missing_ok=True)  # the run is open again
-        write_json(out / "config.json", new_config)
-    return _run(task, new_config, optim, run, out if cluster.is_main else None, state, cluster)
+    rd = _open_run_dir(cluster, lambda: RunDirectory.open(out))
+    try:
+        config = cluster.from_main(lambda: read_json(out / "config.json"))
+        problem, model, sampling, optim, storage, run, controller = _configs_from(
+            out, config, problem, allow_changed_problem)
+        optim = dataclasses.replace(optim, **{k: v for k, v in (("steps", steps), (
+            "lbfgs_steps", lbfgs_steps)) if v is not None})
+        run = dataclasses.replace(run, **{k: v for k, v in (
+            ("quiet", quiet), ("time_limit_s", time_limit_s), ("device", device),
+            ("threads", threads)) if v is not None})
+        new_config = _config_dict(problem, config["problem"].get("source"), model, sampling,
+                                  optim, storage, run)
+        for key in ("memory_budget", "controller"):
+            if key in config:
+                new_config[key] = config[key]
+        payload = cluster.from_main(lambda: load_checkpoint(out / "checkpoint.pt", new_config))
+        state = TrainState.from_dict(payload["train_state"])
+        _check_continuation(state, optim, run)
+        task = _build_task(problem, new_config, model, sampling, optim, storage, run,
+                           controller, cluster)
+        if state.task_state:
+            task.restore_checkpoint_state(state.task_state)
+        if state.phase == "done" and (optim.steps > state.step
+                                      or optim.lbfgs_steps > state.lbfgs_iter):
+            state.phase = "adam" if optim.steps > state.step else "lbfgs"
+        state.stop_reason = None
+        dtype = next(iter(payload["model"].values())).dtype
+        task.set_dtype(dtype)
+        task.model.load_state_dict(payload["model"])
+        if run.time_limit_s and not run.quiet and cluster.is_main:
+            print(f"time limit {run.time_limit_s:g} s over the whole run: {state.wall_time:.0f} s "
+                  f"used, {run.time_limit_s - state.wall_time:.0f} s left")
+        if rd is not None:  # everything is checked: the run is open again
+            (out / "summary.json").unlink(missing_ok=True)
+            write_json(out / "config.json", new_config)
+    except BaseException:
+        if rd is not None:
+            rd.close()
+        raise
+    return _run(task, new_config, optim, run, rd, state, cluster)
+
+
+def _configs_from(out: Path, config: dict[str, Any], problem: Problem | None,
+                  allow_changed_problem: bool):
+    """(problem, model, sampling, optim, storage, run, controller) of a run's config.json."""
+    try:
+        if problem is None:
+            source = config["problem"].get("source")
+            if not source:
+                raise ValueError(f"{str(out)!r} was solved from a problem class defined outside "
+                                 "a problem file; resume it from Python with "
+                                 "resume(..., problem=...)")
+            problem = make_problem(load_problem_source(source, allow_changed_problem),
+                                   config["problem"]["params"])
+        model = ModelConfig(**config["model"])
+        sampling = SamplingConfig(**config["sampling"])
+        optim = OptimConfig(**dict(config["optim"], weights=tuple(
+            tuple(w) for w in config["optim"]["weights"])))
+        storage_d = dict(config["storage"])
+        if isinstance(storage_d.get("rank"), list):
+            storage_d["rank"] = tuple(storage_d["rank"])
+        storage = StorageConfig(**storage_d)
+        controller = None
+        if "controller" in config:
+            controller = RankController(**{k: tuple(v) if isinstance(v, list) else v
+                                           for k, v in config["controller"].items()})
+        run = RunConfig(**config["run"])
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{str(out / 'config.json')!r} is damaged or written by another "
+                         f"version of pinnsketch ({type(exc).__name__}: {exc})") from None
+    return problem, model, sampling, optim, storage, run, controller
+
+
+def _check_continuation(state: TrainState, optim: OptimConfig, run: RunConfig) -> None:
+    """Refuse a continuation that would undo steps or stop at once on its time limit."""
+    if optim.steps < state.step:
+        raise ValueError(f"--steps {optim.steps} is below the {state.step} Adam steps this run "
+                         "has done; give at least that many (or omit --steps)")
+    if optim.lbfgs_steps < state.lbfgs_iter:
+        raise ValueError(f"--lbfgs-steps {optim.lbfgs_steps} is below the {state.lbfgs_iter} "
+                         "L-BFGS iterations this run has done; give at least that many")
+    if run.time_limit_s and state.wall_time >= run.time_limit_s:
+        raise ValueError(f"this run has used its time limit ({state.wall_time:.0f} s of "
+                         f"{run.time_limit_s:g} s; the limit counts the whole run): give "
+                         "--time-limit SECONDS above that to continue, or --time-limit 0 for "
+                         "none")
 
 
 def _run(task: PINNTask, config: dict[str, Any], optim: OptimConfig, run: RunConfig,
-         out: Path | None, state: TrainState, cluster: Cluster) -> SolveResult:
-    def checkpoint(st: TrainState) -> None:
-        if out is None:
-            return
-        if hasattr(task, "checkpoint_state"):
-            st.task_state = task.checkpoint_state()
-        save_checkpoint(out / "checkpoint.pt", task.model.state_dict(), st.to_dict(), config)
-        write_history_csv(out / "history.csv", st.history)
-
-    try:
-        state = train(task, optim, run, state, checkpoint, cluster)
-    except (KeyboardInterrupt, TrainingDiverged, DistributedRunError):
-        _finish(task, config, state, out)
-        raise
-    summary = _finish(task, config, state, out)
-    return SolveResult(task, state.history, summary, out)
+         out: RunDirectory | None, state: TrainState, cluster: Cluster) -> SolveResult:
+    state, summary = run_task(task, optim, run, state, config, out,
+                              lambda st, path: _report(task, config, st, path), cluster)
+    return SolveResult(task, state.history, summary, out.path if out is not None else None)
 
 
 def _mean(values: list) -> float | None:
@@ -336,10 +376,17 @@ def _held(history: list[dict], phase: str | None) -> list:
             and (phase is None or row.get("phase") == phase)]
 
 
-def _finish(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path | None
+def _report(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path | None
             ) -> dict[str, Any]:
+    """The summary of a PINN run and (with ``out``) its HDF5 results and plots.
+
+    Without a reference solution there is no L2 error: the summary and the final message
+    report the loss terms of the last step instead, and only the fields that exist are
+    plotted.
+    """
     metrics = task.evaluate()
     storage = config["storage"]
+    last = next((row for row in reversed(state.history) if row.get("loss") is not None), {})
     summary: dict[str, Any] = {
         "problem": config["problem"]["name"],
         "status": state.status,
@@ -348,6 +395,8 @@ def _finish(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path
         "lbfgs_steps": state.lbfgs_iter,
         "wall_time_s": state.wall_time,
         "l2_relative_error": metrics.get("l2_relative_error"),
+        "final_loss": last.get("loss"),
+        "final_loss_terms": {name: last.get(name) for name in task.term_names},
         "peak_rss_bytes": peak_rss_bytes(),
         "cuda_peak_bytes": cuda_peak_bytes(task.device),
         "seed": config["run"]["seed"],
@@ -377,7 +426,6 @@ def _finish(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path
     ref = task.reference.numpy() if task.reference is not None else None
     axes = [a.numpy() for a in task.grid.axes]
     names = task.grid.names
-    write_history_csv(out / "history.csv", state.history)
     write_result_h5(out / "result.h5", grid_names=names, grid_axes=axes,
                     points=task.eval_points.numpy(), solution=u, reference=ref,
                     history=state.history, config=config, summary=summary,
@@ -392,7 +440,4 @@ def _finish(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path
         plot_columns(out / "ranks.png", state.history, "rank_", "sketch rank per hidden layer")
         plot_columns(out / "monitor.png", state.history, "gnorm_",
                      "gradient norm per layer: sketch estimate (lines), exact (dots)", logy=True)
-    write_json(out / "summary.json", summary)
     return summary
-
-

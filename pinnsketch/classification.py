@@ -39,21 +39,16 @@ from pinnsketch.control import RankController
 from pinnsketch.data.datasets import DatasetSpec, default_data_dir, get_dataset, load_raw
 from pinnsketch.memory import cuda_peak_bytes, peak_rss_bytes
 from pinnsketch.plots import new_figure, save_png
-from pinnsketch.results import (
-    RunResult,
-    prepare_out_dir,
-    save_checkpoint,
-    write_history_csv,
-    write_json,
-    write_run_h5,
-)
+from pinnsketch.results import RunResult, write_json, write_run_h5
+from pinnsketch.rundir import RunDirectory
+from pinnsketch.runner import run_task
 from pinnsketch.tasks.classify import (
     ClassificationTask,
     ClassifierConfig,
     LinearStorage,
     MinibatchConfig,
 )
-from pinnsketch.train import TrainingDiverged, TrainState, train
+from pinnsketch.train import TrainState
 
 __all__ = ["classify", "ClassifyResult", "CLASSIFY_RUN_FILES"]
 
@@ -155,28 +150,22 @@ def classify(dataset: str | DatasetSpec, *, model: str | ClassifierConfig = "mlp
         "storage": to_dict(store), "batches": to_dict(batches), "optim": to_dict(optim),
         "run": to_dict(run),
     }
-    out_dir = prepare_out_dir(out, overwrite) if out is not None else None
-    if out_dir:
-        write_json(out_dir / "config.json", config)
-
-    def checkpoint(st: TrainState) -> None:
-        if out_dir is None:
-            return
-        save_checkpoint(out_dir / "checkpoint.pt", task.model.state_dict(), st.to_dict(), config)
-        write_history_csv(out_dir / "history.csv", st.history)
-
-    state = TrainState()
-    try:
-        state = train(task, optim, run, state, checkpoint)
-    except (KeyboardInterrupt, TrainingDiverged):
-        _finish(task, config, state, out_dir)
-        raise
-    summary = _finish(task, config, state, out_dir)
-    return ClassifyResult(task, state.history, summary, out_dir)
+    out_dir = RunDirectory.create(out, overwrite) if out is not None else None
+    if out_dir is not None:
+        try:
+            write_json(out_dir.path / "config.json", config)
+        except BaseException:
+            out_dir.close()
+            raise
+    state, summary = run_task(task, optim, run, TrainState(), config, out_dir,
+                              lambda st, path: _report(task, config, st, path))
+    return ClassifyResult(task, state.history, summary,
+                          out_dir.path if out_dir is not None else None)
 
 
-def _finish(task: ClassificationTask, config: dict[str, Any], state: TrainState,
+def _report(task: ClassificationTask, config: dict[str, Any], state: TrainState,
             out: Path | None) -> dict[str, Any]:
+    """The summary of a classification run and (with ``out``) its HDF5 results and plots."""
     metrics = task.evaluate()
     store = config["storage"]
     summary: dict[str, Any] = {
@@ -208,13 +197,11 @@ def _finish(task: ClassificationTask, config: dict[str, Any], state: TrainState,
     pred = logits.argmax(1)
     k = task.spec.num_classes
     confusion = torch.bincount(task.test_labels * k + pred, minlength=k * k).reshape(k, k)
-    write_history_csv(out / "history.csv", state.history)
     _write_h5(out / "result.h5", state.history, config, summary, task.model.state_dict(),
               pred.numpy(), task.test_labels.numpy(), confusion.numpy())
     if state.history:
         _plot_history(out / "history.png", state.history, summary)
     _plot_confusion(out / "confusion.png", confusion.numpy(), task.spec.classes, summary)
-    write_json(out / "summary.json", summary)
     return summary
 
 

@@ -2,8 +2,9 @@
 DATASET``, ``pinnsketch fetch DATASET``.
 
 Thin: argv -> the same config objects and the same solve() the notebooks call. Exit codes:
-0 success, 2 bad input, 3 training diverged, 4 another process of a data-parallel run
-failed, 130 interrupted (Ctrl-C, files saved).
+0 success, 2 bad input (also: out of memory, a run directory in use, a full disk),
+3 training diverged, 4 another process of a data-parallel run failed, 130 interrupted by
+Ctrl-C, 143 stopped by SIGTERM (files saved in both cases).
 
 Under torchrun (WORLD_SIZE > 1) ``solve`` joins the process group and trains data-parallel
 (:mod:`pinnsketch.distributed`).
@@ -17,8 +18,31 @@ from pathlib import Path
 
 __all__ = ["main"]
 
+# argparse destination -> configuration field, per configuration (one table: it builds the
+# configs and translates field names in error messages back to the flags).
+_MODEL_ARGS = {"width": "width", "depth": "depth", "activation": "activation"}
+_SAMPLING_ARGS = {"collocation": "collocation", "boundary_points": "boundary",
+                  "initial_points": "initial", "sampler": "method",
+                  "resample_every": "resample_every"}
+_OPTIM_ARGS = {"steps": "steps", "lr": "lr", "lr_decay": "lr_decay",
+               "lbfgs_steps": "lbfgs_steps", "lbfgs_dtype": "lbfgs_dtype",
+               "chunk_size": "chunk_size"}
+_RUN_ARGS = {"seed": "seed", "device": "device", "dtype": "dtype", "eval_every": "eval_every",
+             "threads": "threads", "time_limit": "time_limit_s", "monitor": "monitor",
+             "monitor_rank": "monitor_rank", "monitor_every": "monitor_every"}
+_FLAGS = {f"{owner}.{field}": "--" + arg.replace("_", "-")
+          for owner, table in (("model", _MODEL_ARGS), ("sampling", _SAMPLING_ARGS),
+                               ("optim", _OPTIM_ARGS), ("run", _RUN_ARGS))
+          for arg, field in table.items()}
+_FLAGS["optim: steps and lbfgs_steps"] = "--steps and --lbfgs-steps"
+_FLAGS["run.out"] = "--out"
 
-def _build_parser() -> argparse.ArgumentParser:
+_RESUMABLE = {"command", "problem", "resume", "steps", "lbfgs_steps", "time_limit", "quiet",
+              "device", "threads", "dist_timeout", "allow_changed_problem"}
+"""What may be given with --resume; every other solve option is fixed by the run."""
+
+
+def _build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     from pinnsketch import __version__
     from pinnsketch.cli_classify import add_classify_parser, parse_sketch_rank
     from pinnsketch.storage import SKETCH_METHODS, STORAGE_POLICIES
@@ -93,12 +117,16 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default=None, help="run directory (default runs/PROBLEM-seedS)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     g.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the run in DIR (optionally with larger --steps/--lbfgs-steps)")
+                   help="continue the run in DIR (optionally with larger --steps/--lbfgs-steps, "
+                        "a new --time-limit, --device, --threads, --quiet)")
+    g.add_argument("--allow-changed-problem", action="store_true",
+                   help="with --resume: accept a problem file whose contents changed since the "
+                        "run started")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
                    help="under torchrun: how long a process waits for the others before the "
                         "run is declared failed (300)")
-    return parser
+    return parser, s
 
 
 def _number(text: str, what: str) -> float:
@@ -135,7 +163,7 @@ def _storage_config(args: argparse.Namespace):
     return StorageConfig(**kwargs)
 
 
-def _cmd_solve(args: argparse.Namespace) -> int:
+def _cmd_solve(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     from pinnsketch import distributed
 
     timeout = distributed.DEFAULT_TIMEOUT_S if args.dist_timeout is None else args.dist_timeout
@@ -143,12 +171,18 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     if args.device is not None or cluster.active:
         args.device = device
     try:
-        return _solve_or_resume(args, cluster)
+        return _solve_or_resume(args, cluster, defaults)
     finally:
         distributed.shutdown()
 
 
-def _solve_or_resume(args: argparse.Namespace, cluster) -> int:
+def _fixed_on_resume(args: argparse.Namespace, defaults: dict[str, object]) -> list[str]:
+    """The flags given with --resume that a continued run cannot change."""
+    return ["--" + dest.replace("_", "-") for dest, value in vars(args).items()
+            if dest not in _RESUMABLE and value != defaults.get(dest)]
+
+
+def _solve_or_resume(args: argparse.Namespace, cluster, defaults: dict[str, object]) -> int:
     from pinnsketch.api import load_problem, resume, solve
     from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig
     from pinnsketch.pde.registry import parse_param_overrides
@@ -156,50 +190,63 @@ def _solve_or_resume(args: argparse.Namespace, cluster) -> int:
     if args.resume:
         if args.problem:
             raise ValueError("give either a problem or --resume DIR, not both")
-        resume(args.resume, steps=args.steps, lbfgs_steps=args.lbfgs_steps,
-               quiet=True if args.quiet else None, time_limit_s=args.time_limit, cluster=cluster,
-               device=args.device)
+        fixed = _fixed_on_resume(args, defaults)
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} cannot change when a run is resumed (the "
+                             "run keeps its problem, network, points, optimizer settings, seed "
+                             "and directory); with --resume give only --steps, --lbfgs-steps, "
+                             "--time-limit, --device, --threads, --quiet, "
+                             "--allow-changed-problem")
+        result = resume(args.resume, steps=args.steps, lbfgs_steps=args.lbfgs_steps,
+                        quiet=True if args.quiet else None, time_limit_s=args.time_limit,
+                        cluster=cluster, device=args.device, threads=args.threads,
+                        allow_changed_problem=args.allow_changed_problem)
         if cluster.is_main:
-            print(f"resumed run finished: {Path(args.resume) / 'summary.json'}")
+            _print_outcome(result.summary, args.resume, cluster)
         return 0
+    if args.allow_changed_problem:
+        raise ValueError("--allow-changed-problem applies only with --resume DIR")
     if not args.problem:
         raise ValueError("name a problem (see 'pinnsketch list') or give --resume DIR")
     problem = load_problem(args.problem, **parse_param_overrides(args.param))
-    model = ModelConfig(**_given(args, {"width": "width", "depth": "depth",
-                                        "activation": "activation"}))
-    sampling = SamplingConfig(**_given(args, {
-        "collocation": "collocation", "boundary_points": "boundary", "initial_points": "initial",
-        "sampler": "method", "resample_every": "resample_every"}))
+    model = ModelConfig(**_given(args, _MODEL_ARGS))
+    sampling = SamplingConfig(**_given(args, _SAMPLING_ARGS))
     weights = tuple((k, _number(v, f"--weight {k}={v}"))
                     for k, v in parse_param_overrides(args.weight, "--weight").items())
-    optim = OptimConfig(weights=weights, **_given(args, {
-        "steps": "steps", "lr": "lr", "lr_decay": "lr_decay", "lbfgs_steps": "lbfgs_steps",
-        "lbfgs_dtype": "lbfgs_dtype", "chunk_size": "chunk_size"}))
+    optim = OptimConfig(weights=weights, **_given(args, _OPTIM_ARGS))
     storage = _storage_config(args)
     seed = args.seed if args.seed is not None else 0
-    out = args.out or str(Path("runs") / f"{problem.name}-seed{seed}")
-    run = RunConfig(out=out, overwrite=args.overwrite, quiet=args.quiet, **_given(args, {
-        "seed": "seed", "device": "device", "dtype": "dtype", "eval_every": "eval_every",
-        "threads": "threads", "time_limit": "time_limit_s", "monitor": "monitor",
-        "monitor_rank": "monitor_rank", "monitor_every": "monitor_every"}))
+    out = args.out if args.out is not None else str(Path("runs") / f"{problem.name}-seed{seed}")
+    run = RunConfig(out=out, overwrite=args.overwrite, quiet=args.quiet,
+                    **_given(args, _RUN_ARGS))
     result = solve(problem, model=model, sampling=sampling, optim=optim, storage=storage,
-                   run=run, memory_budget=args.memory_budget, problem_source=args.problem,
-                   cluster=cluster)
-    if not cluster.is_main:
-        return 0
-    s = result.summary
-    l2 = s["l2_relative_error"]
-    print(f"{s['problem']}: L2 relative error {l2:.3e} after {s['steps']} Adam + "
-          f"{s['lbfgs_steps']} L-BFGS iterations in {s['wall_time_s']:.1f} s; "
-          f"held {s['held_bytes_per_point']:.0f} B/point ({s['storage']})"
+                   run=run, memory_budget=args.memory_budget, cluster=cluster)
+    if cluster.is_main:
+        _print_outcome(result.summary, out, cluster)
+    return 0
+
+
+def _print_outcome(s: dict, out: str, cluster) -> None:
+    """One line: the error (or, without a reference, the final losses), steps, time, memory."""
+    if s["l2_relative_error"] is not None:
+        what = f"L2 relative error {s['l2_relative_error']:.3e}"
+    else:
+        terms = ", ".join(f"{k} {v:.2e}" for k, v in s["final_loss_terms"].items()
+                          if v is not None)
+        loss = s["final_loss"]
+        what = ("no reference solution; final loss "
+                + (f"{loss:.3e} ({terms})" if loss is not None else "not computed"))
+    print(f"{s['problem']}: {what} after {s['steps']} Adam + {s['lbfgs_steps']} L-BFGS "
+          f"iterations in {s['wall_time_s']:.1f} s; "
+          + (f"held {s['held_bytes_per_point']:.0f} B/point ({s['storage']})"
+             if s["held_bytes_per_point"] is not None else f"storage {s['storage']}")
           + (f" on each of {cluster.world_size} processes" if cluster.active else "")
           + f"; results in {out}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    parser = _build_parser()
+    parser, solve_parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command in ("classify", "fetch"):
         from pinnsketch.cli_classify import run_classify
@@ -209,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "list":
         return exit_code_of(_cmd_list)
-    return exit_code_of(lambda: _cmd_solve(args), " (continue with --resume DIR)")
+    defaults = dict(vars(solve_parser.parse_args([])), command="solve")
+    return exit_code_of(lambda: _cmd_solve(args, defaults), " (continue with --resume DIR)",
+                        flags=_FLAGS)
 
 
 if __name__ == "__main__":

@@ -137,27 +137,44 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def exit_code_of(command, interrupt_hint: str = "") -> int:
+def exit_code_of(command, interrupt_hint: str = "", flags: dict[str, str] | None = None) -> int:
     """Run ``command()`` and map its outcome to the CLI's exit codes, one place for every
-    subcommand: 0 ok, 2 bad input, 3 training diverged, 4 another process of a data-parallel
-    run failed, 130 interrupted (files saved)."""
+    subcommand: 0 ok, 2 bad input (or out of memory, a locked run directory, a full disk),
+    3 training diverged, 4 another process of a data-parallel run failed, 130 interrupted by
+    Ctrl-C (SIGINT), 143 stopped by SIGTERM (files saved in both cases).
+
+    ``flags`` maps configuration field names in messages (``optim.steps``) to the flags the
+    user typed (``--steps``).
+    """
     from pinnsketch.distributed import DistributedRunError
-    from pinnsketch.train import TrainingDiverged
+    from pinnsketch.interrupts import RunInterrupted
+    from pinnsketch.train import OutOfMemory, TrainingDiverged
+
+    def say(prefix: str, exc: BaseException) -> None:
+        text = str(exc)
+        for field, flag in sorted((flags or {}).items(), key=lambda kv: -len(kv[0])):
+            text = text.replace(field, flag)
+        print(f"pinnsketch: {prefix}{text}", file=sys.stderr)
 
     try:
         return command()
     except DistributedRunError as exc:
-        print(f"pinnsketch: error: {exc}", file=sys.stderr)
+        say("error: ", exc)
         return 4
+    except OutOfMemory as exc:
+        say("error: ", exc)
+        return 2
     except (ValueError, FileNotFoundError, OSError) as exc:
-        print(f"pinnsketch: error: {exc}", file=sys.stderr)
+        say("error: ", exc)
         return 2
     except TrainingDiverged as exc:
-        print(f"pinnsketch: training diverged: {exc}", file=sys.stderr)
+        say("training diverged: ", exc)
         return 3
-    except KeyboardInterrupt:
-        print(f"pinnsketch: interrupted; checkpoint and partial results saved{interrupt_hint}",
-              file=sys.stderr)
+    except RunInterrupted as exc:
+        say("", f"{exc}; checkpoint and results saved{interrupt_hint}")
+        return exc.exit_code
+    except KeyboardInterrupt:  # before training began: nothing trained, nothing to save
+        say("", "interrupted before training began")
         return 130
 
 

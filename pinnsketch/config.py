@@ -74,8 +74,9 @@ class OptimConfig:
     """Adam with exponential learning-rate decay, then L-BFGS with strong-Wolfe line search.
 
     The Adam learning rate decays as lr * lr_decay^(step / steps), so it ends at
-    lr * lr_decay. ``weights`` maps loss-term names ("pde", a condition's name) to weights
-    (default 1). ``chunk_size`` > 0 accumulates gradients over chunks of at most that many
+    lr * lr_decay. ``weights`` maps loss-term names ("pde", a condition's name) to weights;
+    a term not named keeps the weight its problem declares (``Condition.weight``, 1 for
+    "pde"). ``chunk_size`` > 0 accumulates gradients over chunks of at most that many
     interior points (the loss is a mean over points, so the gradient is exact).
     """
 
@@ -103,9 +104,6 @@ class OptimConfig:
         for name, w in self.weights:
             if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
                 raise ValueError(f"loss weight {name}={w!r} must be a finite number >= 0")
-
-    def weight(self, term: str) -> float:
-        return dict(self.weights).get(term, 1.0)
 
 
 @dataclass(frozen=True)
@@ -144,6 +142,9 @@ class RunConfig:
                              f"got {self.time_limit_s!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"run.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.out is not None and not str(self.out).strip():
+            raise ValueError("run.out is empty; give a directory for the run's files (or None "
+                             "to write nothing)")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"run.device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
 

@@ -14,7 +14,6 @@ recomputation closure; the caller holds the points anyway). Peak figures
 
 from __future__ import annotations
 
-import resource
 import sys
 from collections.abc import Callable, Iterable
 
@@ -106,8 +105,13 @@ def held_bytes(fn: Callable[[], object], exclude: Iterable[Tensor] = ()) -> tupl
     return result, held.bytes
 
 
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process in bytes (Linux reports KiB, macOS bytes)."""
+def peak_rss_bytes() -> int | None:
+    """Peak resident set size of this process in bytes (Linux reports KiB, macOS bytes);
+    None where the ``resource`` module does not exist (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
 

@@ -17,10 +17,11 @@ Files:
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
-import shutil
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["RunResult", "prepare_out_dir", "atomic_write", "write_json", "read_json",
-           "write_history_csv",
+__all__ = ["RunResult", "atomic_write", "write_json", "read_json", "write_history_csv",
            "save_checkpoint", "load_checkpoint", "write_result_h5", "write_run_h5",
            "CHECKPOINT_FORMAT"]
 
-CHECKPOINT_FORMAT = "pinnsketch-checkpoint/1"
+CHECKPOINT_FORMAT = "pinnsketch-checkpoint/2"
+"""Version 2: plain data only (loaded with ``weights_only=True``)."""
 
 
 @dataclass
@@ -49,44 +50,24 @@ class RunResult:
     @property
     def model(self) -> torch.nn.Module:
         return self.task.model
-RUN_FILES = ("config.json", "history.csv", "result.h5", "solution.png", "reference.png",
-             "error.png", "history.png", "checkpoint.pt", "summary.json")
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write(tmp)`` then rename tmp onto ``path`` (same directory, so atomic).
 
-
-def prepare_out_dir(path: str | Path, overwrite: bool) -> Path:
-    """Create ``path`` for a new run, refusing an existing non-empty one unless ``overwrite``.
+    A process killed while writing leaves ``path`` as it was (and at most a stale
+    ``.NAME.tmp``, replaced by the next write).
 
     Raises:
-        ValueError: the directory exists and is not empty (without overwrite), or is a file.
-        PermissionError / OSError: it cannot be created or written (message names it).
+        OSError: the write failed; a full disk says so and names the file.
     """
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output path {str(out)!r} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise ValueError(f"output directory {str(out)!r} exists and is not empty; "
-                             "pass --overwrite to replace it, or choose another --out")
-        if not (out / "config.json").exists():
-            raise ValueError(f"refusing to overwrite {str(out)!r}: it does not look like a "
-                             "pinnsketch run directory (no config.json)")
-        shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OSError(f"cannot write to output directory {str(out)!r}: {exc.strerror or exc}") from exc
-    return out
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(tmp)`` then rename tmp onto ``path`` (same directory, so atomic)."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(exc.errno, f"disk full while writing {str(path)!r}: free some space "
+                          f"(the previous {path.name}, if any, is intact)") from exc
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -156,13 +137,26 @@ def load_checkpoint(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}; nothing to resume")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # data only: tensors, numbers, strings, lists, dicts; never code
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"checkpoint {str(path)!r} holds objects that are not plain data, "
+                         "so it was not loaded (a checkpoint is read as data, never run as "
+                         f"code; it was not written by this pinnsketch): {exc}") from None
     except Exception as exc:  # torch raises several types for a damaged file
         raise ValueError(f"checkpoint {str(path)!r} is corrupted and cannot be read "
                          f"({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if isinstance(found, str) and found.startswith("pinnsketch-checkpoint/") \
+            and found != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {str(path)!r} has format {found!r}, written by another "
+                         f"version of pinnsketch; this one reads {CHECKPOINT_FORMAT!r}")
+    if found != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not a pinnsketch checkpoint ({CHECKPOINT_FORMAT})")
+    if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("model"), dict) \
+            or not isinstance(payload.get("train_state"), dict):
+        raise ValueError(f"checkpoint {str(path)!r} is damaged: it lacks its config, model or "
+                         "train state")
     for key in ("problem", "model"):
         if payload["config"].get(key) != config.get(key):
             raise ValueError(f"checkpoint {str(path)!r} does not match this run: its {key} is "

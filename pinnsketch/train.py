@@ -18,11 +18,12 @@ import torch
 
 from pinnsketch.config import OptimConfig, RunConfig
 from pinnsketch.distributed import SINGLE, Cluster, DistributedRunError
+from pinnsketch.interrupts import RunInterrupted, StopRequests
 from pinnsketch.progress import Progress
 from pinnsketch.sketch.monitor import GradientMonitor, exact_norm
 from pinnsketch.tasks.base import Task
 
-__all__ = ["train", "TrainState", "TrainingDiverged", "LBFGS_CHUNK"]
+__all__ = ["train", "TrainState", "TrainingDiverged", "OutOfMemory", "LBFGS_CHUNK"]
 
 LBFGS_CHUNK = 50
 """L-BFGS iterations per optimizer.step call (one history row and one divergence check each)."""
@@ -33,6 +34,18 @@ _MAX_EVALS_PER_ITER = 26  # strong Wolfe tries at most 25 steps per iteration, p
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good state has been restored."""
+
+
+class OutOfMemory(RuntimeError):
+    """Memory ran out during training; the last good state has been restored and saved."""
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text
+                                             or "out of memory" in text)
 
 
 @dataclass
@@ -60,21 +73,29 @@ class TrainState:
 
 def train(task: Task, optim: OptimConfig, run: RunConfig, state: TrainState | None = None,
           checkpoint: Callable[[TrainState], None] | None = None,
-          cluster: Cluster = SINGLE) -> TrainState:
+          cluster: Cluster = SINGLE, stop: StopRequests | None = None) -> TrainState:
     """Train ``task`` to the end of both phases, starting from ``state`` if given.
 
     ``checkpoint(state)`` is called after each evaluation with a consistent state (model
     weights are the task's), and once more at the end or on interruption. In a
     data-parallel run (``cluster``) the task sums gradients over processes, only process 0
-    shows progress, and a time limit reached by any process stops all of them at the same
-    step.
+    shows progress, and a time limit or a stop request reached by any process stops all of
+    them at the same step.
+
+    ``stop`` (:class:`~pinnsketch.interrupts.StopRequests`): after every step the loop
+    checks whether a signal asked it to stop; if so it checkpoints that step and raises
+    :class:`~pinnsketch.interrupts.RunInterrupted` (no finished step is lost).
 
     Raises:
         TrainingDiverged: a non-finite loss; the model holds the last good weights and
             ``checkpoint`` has been called with them.
-        KeyboardInterrupt: re-raised after a checkpoint of the state reached so far.
+        RunInterrupted: a signal asked to stop; ``checkpoint`` holds the last finished step.
+        KeyboardInterrupt: raised inside a step (a second signal, or Ctrl-C without
+            handlers); re-raised after a checkpoint of the last good state.
         DistributedRunError: another process failed; re-raised after a checkpoint of the
             last good state (status "failed").
+        OutOfMemory: memory ran out; re-raised after a checkpoint of the last good state
+            (status "failed").
     """
     state = state or TrainState()
     total = optim.steps + optim.lbfgs_steps
@@ -82,40 +103,98 @@ def train(task: Task, optim: OptimConfig, run: RunConfig, state: TrainState | No
                         quiet=run.quiet or not cluster.is_main)
     good = _Snapshot(task, state)
     start = time.perf_counter() - state.wall_time
+    loop = _Loop(task, optim, run, state, progress, good, checkpoint, start, cluster, stop)
     try:
         if state.phase == "adam":
-            _adam(task, optim, run, state, progress, good, checkpoint, start, cluster)
+            _adam(loop)
             if state.stop_reason != "time limit":
                 state.phase = "lbfgs"
         if state.phase == "lbfgs" and state.stop_reason != "time limit":
-            _lbfgs(task, optim, run, state, progress, good, checkpoint, start, cluster)
+            _lbfgs(loop)
         state.phase = "done"
         state.stop_reason = state.stop_reason or "steps"
         state.status = "completed"
         state.wall_time = time.perf_counter() - start
-        if checkpoint:
-            checkpoint(state)
+        loop.save()
+    except RunInterrupted:  # stopped at a step boundary: that step is already saved
+        raise
     except KeyboardInterrupt:
-        good.restore()
-        state.status = "interrupted"
-        if checkpoint:
-            checkpoint(state)
+        loop.fail("interrupted", None)
         raise
     except TrainingDiverged:
-        good.restore()
-        state.status = "diverged"
-        if checkpoint:
-            checkpoint(state)
+        loop.fail("diverged", None)
         raise
     except DistributedRunError:  # another process died: keep what this one can still save
-        good.restore()
-        state.status = "failed"
-        if checkpoint:
-            checkpoint(state)
+        loop.fail("failed", "another process failed")
         raise
+    except (MemoryError, RuntimeError) as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        loop.fail("failed", "out of memory")
+        raise OutOfMemory(
+            f"out of memory at {loop.where()} ({exc}); the last good state (step "
+            f"{state.step + state.lbfgs_iter}) is saved. Use fewer points per step "
+            "(--collocation, --chunk-size), a smaller network, or less held memory "
+            "(--storage exact or sketch, --memory-budget)") from None
     finally:
         progress.close()
     return state
+
+
+@dataclass
+class _Loop:
+    """What the phases share: the task, configs, state, progress, snapshot, callbacks."""
+
+    task: Task
+    optim: OptimConfig
+    run: RunConfig
+    state: TrainState
+    progress: Progress
+    good: _Snapshot
+    checkpoint: Callable[[TrainState], None] | None
+    start: float
+    cluster: Cluster
+    stop: StopRequests | None
+
+    def save(self) -> None:
+        """The state is consistent: remember it as good and checkpoint it."""
+        self.state.wall_time = time.perf_counter() - self.start
+        self.good.take()
+        if self.checkpoint:
+            self.checkpoint(self.state)
+
+    def fail(self, status: str, reason: str | None) -> None:
+        """Back to the last good state, marked ``status``, checkpointed."""
+        self.good.restore()
+        self.state.status = status
+        if reason:
+            self.state.stop_reason = reason
+        if self.checkpoint:
+            self.checkpoint(self.state)
+
+    def where(self) -> str:
+        s = self.state
+        return (f"Adam step {s.step + 1}" if s.phase == "adam"
+                else f"L-BFGS iteration {s.lbfgs_iter + 1}")
+
+    def limits(self) -> tuple[bool, str | None]:
+        """(time limit reached, signal asking to stop) on any process, at a step boundary."""
+        elapsed = self.run.time_limit_s and time.perf_counter() - self.start >= self.run.time_limit_s
+        requested = self.stop.requested if self.stop is not None else None
+        if not self.cluster.active:
+            return bool(elapsed), requested
+        flags = self.cluster.max_floats([1.0 if elapsed else 0.0, 1.0 if requested else 0.0])
+        return flags[0] > 0, (requested or "SIGTERM") if flags[1] > 0 else None
+
+    def stop_on_signal(self, requested: str) -> None:
+        """Save the step just finished and stop."""
+        s = self.state
+        s.status = "interrupted"
+        s.stop_reason = requested
+        self.save()
+        raise RunInterrupted(requested, f"stopped on {requested} after "
+                                        f"{s.step} Adam steps and {s.lbfgs_iter} L-BFGS "
+                                        "iterations; every finished step is saved")
 
 
 class _Snapshot:
@@ -129,7 +208,8 @@ class _Snapshot:
         s = self.state
         self.model = copy.deepcopy(self.task.model.state_dict())
         self.adam, self.lbfgs = copy.deepcopy(s.adam), copy.deepcopy(s.lbfgs)
-        self.counters = (s.phase, s.step, s.lbfgs_iter, len(s.history))
+        self.counters = (s.phase, s.step, s.lbfgs_iter, len(s.history), s.wall_time)
+        self.task_state = copy.deepcopy(self.task.checkpoint_state())
 
     def restore(self) -> None:
         s = self.state
@@ -137,9 +217,10 @@ class _Snapshot:
         if dtype is not None:
             self.task.set_dtype(dtype)
         self.task.model.load_state_dict(self.model)
-        s.phase, s.step, s.lbfgs_iter, n = self.counters
+        s.phase, s.step, s.lbfgs_iter, n, s.wall_time = self.counters
         del s.history[n:]
         s.adam, s.lbfgs = self.adam, self.lbfgs
+        self.task.restore_checkpoint_state(copy.deepcopy(self.task_state))
 
 
 def _check_finite(terms: dict[str, float], where: str) -> None:
@@ -167,8 +248,8 @@ def _record(task: Task, state: TrainState, terms: dict[str, float], start: float
     return row
 
 
-def _adam(task, optim: OptimConfig, run: RunConfig, state, progress, good, checkpoint, start,
-          cluster: Cluster):
+def _adam(loop: _Loop) -> None:
+    task, optim, run, state, progress = loop.task, loop.optim, loop.run, loop.state, loop.progress
     if optim.steps == 0 or state.step >= optim.steps:
         return
     opt = torch.optim.Adam(task.model.parameters(), lr=optim.lr)
@@ -177,17 +258,15 @@ def _adam(task, optim: OptimConfig, run: RunConfig, state, progress, good, check
     if state.adam is not None:  # continue (or extend) with the same moments and schedule
         opt.load_state_dict(state.adam["optimizer"])
         sched.load_state_dict(state.adam["scheduler"])
-    period = task_resample_period(task)
+    period = task.resample_every
     batch_index = None
     batch = None
-    before, after = getattr(task, "before_step", None), getattr(task, "after_step", None)
     monitor = GradientMonitoring(task.model, run) if run.monitor else None
     while state.step < optim.steps:
         index = state.step // period if period else 0
         if index != batch_index:
             batch, batch_index = task.sample(index), index
-        if before:
-            before(state.step)
+        task.before_step(state.step)
         opt.zero_grad(set_to_none=True)
         terms = task.backward(batch)
         _check_finite(terms, f"Adam step {state.step}")
@@ -197,40 +276,33 @@ def _adam(task, optim: OptimConfig, run: RunConfig, state, progress, good, check
         opt.step()
         lr = sched.get_last_lr()[0]
         sched.step()
-        if after:
-            columns, messages = after(state.step, terms)
-            extra.update(columns)
-            for line in messages:
-                progress.note(line)
+        columns, messages = task.after_step(state.step, terms)
+        extra.update(columns)
+        for line in messages:
+            progress.note(line)
         state.step += 1
         progress.update(1)
-        out_of_time = _out_of_time(run, start, cluster)
+        out_of_time, requested = loop.limits()
         done = state.step == optim.steps or out_of_time
         evaluate = state.step % run.eval_every == 0 or done
-        _record(task, state, terms, start, lr, evaluate, progress, extra)
-        if evaluate:
-            state.wall_time = time.perf_counter() - start
+        _record(task, state, terms, loop.start, lr, evaluate, progress, extra)
+        if evaluate or requested:
             state.adam = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
-            good.take()
-            if checkpoint:
-                checkpoint(state)
+        if requested:
+            loop.stop_on_signal(requested)
+        if evaluate:
+            loop.save()
         if out_of_time:
             _stop_for_time(state, progress, run)
             return
 
 
-def task_resample_period(task: Task) -> int:
-    sampling = getattr(task, "sampling", None)
-    return getattr(sampling, "resample_every", 0) if sampling is not None else 0
-
-
-def _lbfgs(task, optim: OptimConfig, run: RunConfig, state, progress, good, checkpoint, start,
-           cluster: Cluster):
+def _lbfgs(loop: _Loop) -> None:
+    task, optim, run, state, progress = loop.task, loop.optim, loop.run, loop.state, loop.progress
     if optim.lbfgs_steps == 0 or state.lbfgs_iter >= optim.lbfgs_steps:
         return
     task.set_dtype(_DTYPES[optim.lbfgs_dtype])
-    enter = getattr(task, "enter_phase", None)
-    for line in enter("lbfgs") if enter else ():
+    for line in task.enter_phase("lbfgs"):
         progress.note(line)
     batch = task.sample(-1)  # one fixed set for the whole phase
     opt = torch.optim.LBFGS(task.model.parameters(), lr=1.0, max_iter=LBFGS_CHUNK,
@@ -265,17 +337,17 @@ def _lbfgs(task, optim: OptimConfig, run: RunConfig, state, progress, good, chec
         if converged:
             state.stop_reason = "converged"
             progress.note(f"L-BFGS stopped after {state.lbfgs_iter} iterations (converged)")
-        out_of_time = _out_of_time(run, start, cluster)
+        out_of_time, requested = loop.limits()
         evaluate = (state.lbfgs_iter >= next_eval or converged or out_of_time
                     or state.lbfgs_iter >= optim.lbfgs_steps)
-        _record(task, state, last, start, None, evaluate, progress)
+        _record(task, state, last, loop.start, None, evaluate, progress)
+        if evaluate or requested:
+            state.lbfgs = opt.state_dict()
+        if requested:
+            loop.stop_on_signal(requested)
         if evaluate:
             next_eval = (state.lbfgs_iter // run.eval_every + 1) * run.eval_every
-            state.wall_time = time.perf_counter() - start
-            state.lbfgs = opt.state_dict()
-            good.take()
-            if checkpoint:
-                checkpoint(state)
+            loop.save()
         if out_of_time:
             _stop_for_time(state, progress, run)
         if converged or out_of_time:
@@ -311,13 +383,6 @@ class GradientMonitoring:
                 out[f"gnorm_exact_{i + 1}"] = true
                 out[f"gnorm_relerr_{i + 1}"] = abs(est["norm_est"] - true) / true if true else 0.0
         return out
-
-
-def _out_of_time(run: RunConfig, start: float, cluster: Cluster = SINGLE) -> bool:
-    """The time limit is reached (on any process of a data-parallel run)."""
-    if not run.time_limit_s:
-        return False
-    return cluster.any(time.perf_counter() - start >= run.time_limit_s)
 
 
 def _stop_for_time(state: TrainState, progress: Progress, run: RunConfig) -> None:

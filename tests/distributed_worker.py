@@ -12,6 +12,7 @@ Writes into OUT, per process r:
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -19,8 +20,11 @@ from pathlib import Path
 import torch
 
 CASE = dict(width=12, depth=2, collocation=1001, boundary=40, initial=30, seed=7)
-WRITERS = ("prepare_out_dir", "write_json", "write_history_csv", "write_result_h5",
-           "save_checkpoint", "plot_field", "plot_history", "plot_columns")
+WRITERS = (("rundir", "RunDirectory.create"), ("api", "write_json"), ("runner", "write_json"),
+           ("runner", "write_history_csv"), ("api", "write_result_h5"),
+           ("runner", "save_checkpoint"), ("api", "plot_field"), ("api", "plot_history"),
+           ("api", "plot_columns"))
+"""(module of pinnsketch, function as looked up there): every way a run writes a file."""
 
 
 def make_task(cluster):
@@ -57,15 +61,19 @@ def main(out: Path) -> None:
     torch.save({"grad": flat_grad(task.model), "terms": terms, "pde_points": batch.sets["pde"][0]},
                out / f"grad_{cluster.rank}.pt")
 
-    calls = dict.fromkeys(WRITERS, 0)
-    for name in WRITERS:
-        original = getattr(api, name)
+    calls = {f"{module}.{name}": 0 for module, name in WRITERS}
+    for module, name in WRITERS:
+        owner = importlib.import_module(f"pinnsketch.{module}")
+        *path, attr = name.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        original = getattr(owner, attr)
 
-        def counted(*args, _name=name, _original=original, **kwargs):
+        def counted(*args, _name=f"{module}.{name}", _original=original, **kwargs):
             calls[_name] += 1
             return _original(*args, **kwargs)
 
-        setattr(api, name, counted)
+        setattr(owner, attr, staticmethod(counted) if path else counted)
     c = CASE
     api.solve(api.load_problem("burgers"),
               model=ModelConfig(width=c["width"], depth=c["depth"]),

@@ -13,6 +13,7 @@ import torch
 from test_data import write_cifar_fixture, write_mnist_fixture
 
 from pinnsketch.classification import CLASSIFY_RUN_FILES, classify
+from pinnsketch.rundir import MARKER
 from pinnsketch.cli_classify import _DATASETS, add_classify_parser, run_classify
 from pinnsketch.data import DATASETS, load_raw
 from pinnsketch.sketch.linear import SketchedLinear, held_bytes_formula
@@ -53,7 +54,7 @@ def test_classify_writes_every_file(mnist_dir, tmp_path):
     out = tmp_path / "run"
     r = classify("mnist", storage="sketch", rank=4, epochs=2, batch_size=10,
                  data_dir=mnist_dir, verify=False, out=out, quiet=True)
-    assert sorted(p.name for p in out.iterdir()) == sorted(CLASSIFY_RUN_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted((*CLASSIFY_RUN_FILES, MARKER))
     s = json.loads((out / "summary.json").read_text())
     for key in ("test_accuracy", "held_bytes_per_point", "storage", "sketch_rank", "sketch_mode",
                 "wall_time_s", "peak_rss_bytes", "seed", "dataset", "epochs"):
@@ -81,7 +82,7 @@ def test_cifar_cnn_pipeline(tmp_path):
     r = classify("cifar10", model="cnn", storage="sketch", rank=3, method="three_sketch",
                  epochs=1, batch_size=8, data_dir=tmp_path / "data", verify=False, out=out,
                  quiet=True)
-    assert sorted(p.name for p in out.iterdir()) == sorted(CLASSIFY_RUN_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted((*CLASSIFY_RUN_FILES, MARKER))
     assert r.summary["steps"] == 2 and r.summary["sketch_mode"] == "three_sketch"
     kinds = [type(m).__name__ for m in r.model]
     assert kinds[-3:] == ["SketchedLinear", "ReLU", "Linear"]  # the output layer stays exact

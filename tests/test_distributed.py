@@ -98,8 +98,9 @@ def test_only_process_zero_writes_results(two_process_run):
     out = two_process_run
     writes = [json.loads((out / f"writes_{r}.json").read_text()) for r in range(2)]
     assert all(v == 0 for v in writes[1].values()), writes[1]
-    assert writes[0]["prepare_out_dir"] == 1 and writes[0]["write_result_h5"] == 1
-    assert writes[0]["save_checkpoint"] >= 1
+    assert writes[0]["rundir.RunDirectory.create"] == 1
+    assert writes[0]["api.write_result_h5"] == 1
+    assert writes[0]["runner.save_checkpoint"] >= 1
     summary = json.loads((out / "run" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["status"] == "completed"
 

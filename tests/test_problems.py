@@ -278,8 +278,7 @@ def test_user_problem_file_loads_and_solves(tmp_path):
     result = pinnsketch.solve(
         problem, model=ModelConfig(width=8, depth=2),
         sampling=SamplingConfig(collocation=64, boundary=8, initial=8),
-        optim=OptimConfig(steps=5, lbfgs_steps=0), run=RunConfig(quiet=True, eval_every=5),
-        problem_source=str(path))
+        optim=OptimConfig(steps=5, lbfgs_steps=0), run=RunConfig(quiet=True, eval_every=5))
     assert [row["step"] for row in result.history] == [1, 2, 3, 4, 5]
     assert set(result.task.term_names) == {"pde", "left", "right"}
     assert math.isfinite(result.summary["l2_relative_error"])

@@ -345,7 +345,7 @@ def test_bad_arguments_refused(burgers):
 
 
 def test_cli_wiring():
-    parser = _build_parser()
+    parser, _ = _build_parser()
 
     def config(*argv):
         return _storage_config(parser.parse_args(["solve", "burgers", *argv]))

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 __all__ = ["RankController", "RankState", "RankStats", "layer_errors", "lbfgs_ranks",
            "log_loss_trend"]
@@ -69,6 +69,12 @@ def _is_real(v: object) -> bool:
 
 def _round(x: float) -> int:
     return int(math.floor(x + 0.5))
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def log_loss_trend(history: Sequence[tuple[int, float]]) -> tuple[float, float]:
@@ -222,6 +228,28 @@ class RankState:
     capped_noted: tuple[bool, ...] = ()
     log: tuple[str, ...] = ()
     kept_noted: tuple[bool, ...] = ()
+
+    def to_dict(self) -> dict:
+        """Plain data (lists, numbers, strings, None) for a checkpoint read as data."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RankState:
+        """Undo :meth:`to_dict`.
+
+        >>> state = RankController(window=3).init((8, 16))[1]
+        >>> RankState.from_dict(state.to_dict()) == state
+        True
+        """
+        values = {}
+        for f in fields(cls):
+            v = data[f.name]
+            if f.name == "history":
+                v = tuple((int(s), float(loss)) for s, loss in v)
+            elif isinstance(v, list):
+                v = tuple(v)
+            values[f.name] = v
+        return cls(**values)
 
     @property
     def last_any_change(self) -> int | None:

@@ -12,6 +12,7 @@ and what should vanish there. Values ``g`` are either a number or a function of 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,14 +48,18 @@ class ConditionPoints:
 
 @dataclass(frozen=True, kw_only=True)
 class Condition:
-    """Base: ``name`` labels the loss term (default: the class name), ``weight`` scales it."""
+    """Base: ``name`` labels the loss term (default: the class name), ``weight`` scales it
+    (its default weight; ``--weight NAME=W`` / ``OptimConfig.weights`` replaces it)."""
 
     name: str = ""
     weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (self.weight >= 0.0):
-            raise ValueError(f"condition {self.label!r}: weight must be >= 0, got {self.weight}")
+        w = self.weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) \
+                or w < 0:
+            raise ValueError(f"condition {self.label!r}: weight must be a finite number >= 0, "
+                             f"got {w!r}")
 
     @property
     def label(self) -> str:

@@ -65,8 +65,25 @@ class EvaluationGrid:
         return torch.stack([m.reshape(-1) for m in mesh], dim=1)
 
 
-def uniform_grid(domain: Box, n_per_axis: int = 101) -> EvaluationGrid:
-    """``n_per_axis`` equispaced values per coordinate, ends included."""
+DEFAULT_GRID_POINTS = 10**5
+"""About how many points the default evaluation grid holds, whatever the dimension."""
+
+
+def default_points_per_axis(dim: int) -> int:
+    """101 per axis in 1-D and 2-D, fewer above so the grid stays near 10^5 points
+    (3-D: 47^3 = 103,823; 4-D: 19^4 = 130,321).
+
+    >>> [default_points_per_axis(d) for d in (1, 2, 3, 4)]
+    [101, 101, 47, 19]
+    """
+    return min(101, int(round(DEFAULT_GRID_POINTS ** (1.0 / dim))) + 1)
+
+
+def uniform_grid(domain: Box, n_per_axis: int | None = None) -> EvaluationGrid:
+    """``n_per_axis`` equispaced values per coordinate, ends included (default:
+    :func:`default_points_per_axis`)."""
+    if n_per_axis is None:
+        n_per_axis = default_points_per_axis(domain.dim)
     axes = tuple(torch.linspace(a, b, n_per_axis, dtype=torch.float64)
                  for a, b in zip(domain.lo, domain.hi))
     return EvaluationGrid(domain.names, axes)

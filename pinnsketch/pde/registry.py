@@ -12,14 +12,18 @@ import dataclasses
 import hashlib
 import importlib.resources
 import importlib.util
+import inspect
 import sys
+import traceback
 import typing
 from pathlib import Path
 
 from pinnsketch.pde.problem import Problem
 
 __all__ = ["builtin_problems", "load_problem_file", "resolve_problem", "make_problem",
-           "parse_param_overrides"]
+           "parse_param_overrides", "problem_source", "load_problem_source", "file_digest"]
+
+_MODULE_PREFIX = "pinnsketch_problem_"
 
 
 def builtin_problems() -> dict[str, Path]:
@@ -33,18 +37,40 @@ def builtin_problems() -> dict[str, Path]:
     return dict(sorted(files.items()))
 
 
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex), recorded with a problem file so resume can tell
+    whether the code changed."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """", line N" of the innermost traceback frame inside ``path`` (or "")."""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f", line {exc.lineno}"
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if Path(frame.filename) == path:
+            line = frame.lineno
+    return f", line {line}" if line else ""
+
+
 def load_problem_file(path: str | Path) -> type[Problem]:
     """The Problem subclass defined in a Python file.
 
+    A problem file is Python code: loading it runs it. Errors while running it (a syntax
+    error, a failed import, an exception) come back as one ValueError naming the file, the
+    line and the cause.
+
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file defines no Problem subclass, or several without ``PROBLEM``.
+        ValueError: the file fails to run, defines no Problem subclass, or several without
+            ``PROBLEM``.
     """
     path = Path(path).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"problem file {str(path)!r} does not exist")
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
-    module_name = f"pinnsketch_problem_{path.stem}_{digest}"
+    module_name = f"{_MODULE_PREFIX}{path.stem}_{digest}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ValueError(f"cannot load {str(path)!r} as a Python file")
@@ -52,9 +78,12 @@ def load_problem_file(path: str | Path) -> type[Problem]:
     sys.modules[module_name] = module  # dataclasses resolve annotations through sys.modules
     try:
         spec.loader.exec_module(module)
-    except Exception:
+    except Exception as exc:
         del sys.modules[module_name]
-        raise
+        what = "has a syntax error" if isinstance(exc, SyntaxError) else "failed to load"
+        detail = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+        raise ValueError(f"problem file {str(path)!r}{_where(exc, path)} {what}: "
+                         f"{type(exc).__name__}: {detail}") from None
     chosen = getattr(module, "PROBLEM", None)
     if chosen is not None:
         if not (isinstance(chosen, type) and issubclass(chosen, Problem)):
@@ -121,3 +150,50 @@ def _convert(raw: object, typ: object, key: str) -> object:
     except ValueError:
         raise ValueError(f"parameter {key}={raw!r} is not a valid {typ.__name__}") from None
     return raw
+
+
+def problem_source(problem: Problem) -> dict[str, str] | None:
+    """How ``resume`` can load ``problem``'s class again, recorded in config.json.
+
+    ``{"builtin": name}`` for a built-in problem; ``{"file": absolute path, "sha256": hex}``
+    for a class loaded from a problem file by :func:`load_problem_file`; None for a class
+    defined anywhere else (a notebook cell, a script), whatever its name.
+    """
+    cls = type(problem)
+    try:
+        source = Path(inspect.getsourcefile(cls) or "").resolve()
+    except (TypeError, OSError):  # defined in __main__ or a notebook cell
+        return None
+    builtin = builtin_problems().get(problem.name)
+    if builtin is not None and source == builtin.resolve():
+        return {"builtin": problem.name}
+    if cls.__module__.startswith(_MODULE_PREFIX) and source.is_file():
+        return {"file": str(source), "sha256": file_digest(source)}
+    return None
+
+
+def load_problem_source(record: dict[str, str], allow_changed: bool = False) -> type[Problem]:
+    """The Problem class named by a :func:`problem_source` record.
+
+    A problem file is code: it runs again here. It must be the file the run was started
+    with: a file whose bytes changed since (SHA-256) is refused unless ``allow_changed``.
+
+    Raises:
+        FileNotFoundError: the problem file is gone.
+        ValueError: the file changed, the record is malformed, or loading fails.
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"malformed problem source {record!r} in config.json")
+    if "builtin" in record:
+        return resolve_problem(str(record["builtin"]))
+    path = Path(str(record.get("file", "")))
+    if not path.is_absolute() or "sha256" not in record:
+        raise ValueError(f"malformed problem source {record!r} in config.json")
+    if not path.is_file():
+        raise FileNotFoundError(f"the run's problem file {str(path)!r} no longer exists; "
+                                "restore it, or resume from Python with resume(..., problem=...)")
+    if not allow_changed and file_digest(path) != record["sha256"]:
+        raise ValueError(f"problem file {str(path)!r} changed since the run started (its "
+                         "SHA-256 differs); resuming would train another problem. Restore "
+                         "the file, or pass --allow-changed-problem if the change is harmless")
+    return load_problem_file(path)

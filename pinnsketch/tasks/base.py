@@ -11,25 +11,31 @@ __all__ = ["Task"]
 
 
 class Task(Protocol):
-    """What :func:`pinnsketch.train.train` needs.
+    """What :func:`pinnsketch.train.train` needs; the loop uses nothing else.
 
     - ``model``: the trainable module.
-    - ``sample(index)``: the index-th batch (deterministic in the task's seed and index).
+    - ``resample_every``: Adam steps per batch (a fresh ``sample(step // K)`` every K
+      steps; 0: one batch for the whole Adam phase).
+    - ``sample(index)``: the index-th batch (deterministic in the task's seed and index);
+      ``index = -1`` is the fixed batch of a line-search phase.
     - ``backward(batch)``: accumulate into ``.grad`` the gradient of the weighted loss on the
       batch (possibly in chunks) and return the loss terms as floats, including ``"loss"``.
     - ``evaluate()``: headline metrics as floats (e.g. ``l2_relative_error``).
     - ``set_dtype(dtype)``: move model and future batches to a float type (for L-BFGS).
     - ``held_bytes`` / ``held_bytes_per_point``: bytes held for backward at the last
       ``backward`` (DESIGN.md section 4), or None if not measured.
-
-    Optional hooks (looked up with getattr): ``before_step(step)``,
-    ``after_step(step, terms) -> (extra history columns, log lines)`` and
-    ``enter_phase("lbfgs") -> log lines``.
+    - ``before_step(step)``, ``after_step(step, terms) -> (extra history columns, log
+      lines)``: around every Adam step (rank control).
+    - ``enter_phase(name) -> log lines``: a phase begins ("adam", "lbfgs"); called again
+      when a resumed run re-enters it, so it must be idempotent.
+    - ``checkpoint_state() -> dict`` / ``restore_checkpoint_state(dict)``: the task's own
+      resumable state (sketch seeds' counter, rank state) as plain data.
     """
 
     model: nn.Module
     held_bytes: int | None
     held_bytes_per_point: float | None
+    resample_every: int
 
     def sample(self, index: int) -> Any: ...
 
@@ -38,3 +44,13 @@ class Task(Protocol):
     def evaluate(self) -> dict[str, float]: ...
 
     def set_dtype(self, dtype: torch.dtype) -> None: ...
+
+    def before_step(self, step: int) -> None: ...
+
+    def after_step(self, step: int, terms: dict[str, float]) -> tuple[dict[str, Any], list[str]]: ...
+
+    def enter_phase(self, phase: str) -> list[str]: ...
+
+    def checkpoint_state(self) -> dict[str, Any]: ...
+
+    def restore_checkpoint_state(self, saved: dict[str, Any]) -> None: ...

@@ -2,7 +2,7 @@
 
 Implements the Task protocol (:mod:`pinnsketch.tasks.base`) so that the generic loop
 (:func:`pinnsketch.train.train`) trains classifiers exactly as it trains PINNs: ``sample(i)``
-is the i-th minibatch of a seeded epoch-wise shuffle (``sampling.resample_every = 1``:
+is the i-th minibatch of a seeded epoch-wise shuffle (``resample_every = 1``:
 a fresh batch every step), ``backward`` accumulates the cross-entropy gradient, and
 ``evaluate`` reports test accuracy and loss.
 
@@ -153,11 +153,6 @@ class MinibatchConfig:
         _positive_int("batches", "epochs", self.epochs)
         _positive_int("batches", "batch_size", self.batch_size)
 
-    @property
-    def resample_every(self) -> int:
-        """A new batch every step (read by :func:`pinnsketch.train.train`)."""
-        return 1
-
 
 @dataclass(frozen=True)
 class ImageBatch:
@@ -242,7 +237,7 @@ class ClassificationTask:
         self.spec = spec
         self.model_config = model or ClassifierConfig()
         self.storage = storage or LinearStorage()
-        self.sampling = batches or MinibatchConfig()
+        self.batches = batches or MinibatchConfig()
         self.seed = seed
         self.device = torch.device(device)
         for name, (x, y) in (("train", train), ("test", test)):
@@ -254,10 +249,10 @@ class ClassificationTask:
         self.train_images, self.train_labels = train[0], train[1].long()
         self.test_images, self.test_labels = test[0], test[1].long()
         n = self.train_labels.shape[0]
-        if self.sampling.batch_size > n:
-            raise ValueError(f"batch size {self.sampling.batch_size} exceeds the {n} training "
+        if self.batches.batch_size > n:
+            raise ValueError(f"batch size {self.batches.batch_size} exceeds the {n} training "
                              "examples; lower --batch-size")
-        self.batches_per_epoch = n // self.sampling.batch_size
+        self.batches_per_epoch = n // self.batches.batch_size
         net = build_classifier(spec, self.model_config, seed)
         st = self.storage
         auto = st.policy == "sketch" and st.rank == "auto"
@@ -274,13 +269,29 @@ class ClassificationTask:
         if auto:
             layers = SketchedLayers(self.model)
             self.rank_driver = RankDriver(controller, layers,
-                                          layers.widths(self.sampling.batch_size), control_every)
+                                          layers.widths(self.batches.batch_size), control_every)
         self._perm_epoch: int | None = None
         self._perm: Tensor | None = None
         self.held_bytes: int | None = None
         self.held_bytes_per_point: float | None = None
 
     # --- hooks of the training loop (see pinnsketch.tasks.base.Task) ---
+
+    resample_every = 1
+    """A new minibatch every step."""
+
+    def enter_phase(self, phase: str) -> list[str]:
+        """Classification trains with Adam only: nothing changes between phases."""
+        return []
+
+    def checkpoint_state(self) -> dict[str, object]:
+        """The rank state (plain data) under ``rank="auto"``, else nothing."""
+        return {"rank": self.rank_driver.state_dict() if self.rank_driver is not None else None}
+
+    def restore_checkpoint_state(self, saved: dict[str, object]) -> None:
+        """Undo :meth:`checkpoint_state`."""
+        if self.rank_driver is not None and saved.get("rank") is not None:
+            self.rank_driver.load_state_dict(saved["rank"])
 
     def before_step(self, step: int) -> None:
         if self.rank_driver is not None:
@@ -312,7 +323,7 @@ class ClassificationTask:
 
     @property
     def total_steps(self) -> int:
-        return self.sampling.epochs * self.batches_per_epoch
+        return self.batches.epochs * self.batches_per_epoch
 
     def set_dtype(self, dtype: torch.dtype) -> None:
         self.model.to(dtype)
@@ -330,7 +341,7 @@ class ClassificationTask:
         L-BFGS phase) is the first batch of epoch 0."""
         index = max(index, 0)
         epoch, pos = divmod(index, self.batches_per_epoch)
-        b = self.sampling.batch_size
+        b = self.batches.batch_size
         idx = self._permutation(epoch)[pos * b:(pos + 1) * b]
         return ImageBatch(self.train_images[idx].to(self.device),
                           self.train_labels[idx].to(self.device))

@@ -10,7 +10,9 @@ exact gradient of the whole batch in bounded memory; the same sum, split over pr
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import traceback
 from dataclasses import dataclass, field
 
 import torch
@@ -87,11 +89,15 @@ class PINNTask:
             raise ValueError(f"loss weights name unknown terms {sorted(unknown)}; "
                              f"this problem's terms: {', '.join(labels)}")
         self.term_names = tuple(labels)
+        # a condition's own weight, unless --weight TERM=W (OptimConfig.weights) replaces it
+        self.term_weights = {"pde": 1.0, **{c.label: float(c.weight) for c in self.conditions},
+                             **dict(optim.weights)}
         gen = torch.Generator().manual_seed(seed)
         self.model = MLP(self.domain.lo, self.domain.hi, model.width, model.depth,
                          model.activation, generator=gen, dtype=dtype).to(self.device)
         zeros = torch.zeros(1, self.domain.dim, dtype=torch.float64)
-        pde_keys = required_derivatives([problem.residual], self.domain)
+        pde_keys = _user_code(problem, "residual(d)",
+                              lambda: required_derivatives([problem.residual], self.domain))
         self.pde_keys = pde_keys
         if cluster.active and storage.policy == "sketch":  # independent sketches per process
             storage = dataclasses.replace(storage, seed=derive_seed(storage.seed, cluster.rank))
@@ -107,15 +113,69 @@ class PINNTask:
         # Conditions hold few points: they always use the exact nested-autograd engine.
         cond_storage = StorageConfig(policy="autograd")
         for cond in self.conditions:
-            keys = required_derivatives([lambda d, c=cond: c.residual(d, zeros)], self.domain)
+            keys = _user_code(problem, f"condition {cond.label!r}", lambda c=cond: (
+                required_derivatives([lambda d: c.residual(d, zeros)], self.domain)))
             self.engines[cond.label] = make_engine(self.model, self.domain, keys, cond_storage)
+        self._check_residuals()
         self.grid = problem.evaluation_grid()
         self.eval_points = self.grid.points()
-        self.reference = problem.reference(self.eval_points).detach() if problem.has_reference() else None
+        self.reference = self._checked_reference()
         self.held_bytes: int | None = None
         self.held_bytes_per_point: float | None = None
 
+    _PROBE_POINTS = 16
+
+    def _check_residuals(self) -> None:
+        """Evaluate every term once on a few points of its own set: each must give one finite
+        value per point. A residual that broadcasts (N, 1) against (N,) into (N, N), or
+        returns a sum, would otherwise train another objective without a word."""
+        autograd = StorageConfig(policy="autograd")
+        probe = self.sample(0, n_points=self._PROBE_POINTS)
+        for name in self.term_names:
+            pts, nrm = probe.sets[name]
+            n = pts.shape[0]
+            engine = make_engine(self.model, self.domain, self.engines[name].keys, autograd)
+            args = (name, pts.to(self.device, self.dtype), nrm.to(self.device, self.dtype), engine)
+            r = _user_code(self.problem, _describe(name), lambda a=args: self._residual(*a))
+            what = f"{self.problem.name}: {_describe(name)}"
+            if not isinstance(r, torch.Tensor):
+                raise ValueError(f"{what} returned {type(r).__name__}, not a tensor with one "
+                                 "value per point")
+            if tuple(r.shape) not in ((n,), (n, 1)):
+                raise ValueError(f"{what} returned shape {tuple(r.shape)} for {n} points; it "
+                                 f"must give one value per point, shape ({n},) (a (N, 1) - (N,) "
+                                 "broadcast, or a sum or mean inside the residual?)")
+            bad = int((~torch.isfinite(r.detach())).sum())
+            if bad:
+                raise ValueError(f"{what} is not finite at {bad} of {n} points at the start "
+                                 f"(parameters {self.problem.parameters()}): check its formula "
+                                 "and parameters")
+
+    def _checked_reference(self) -> torch.Tensor | None:
+        """The reference on the evaluation points, checked once before any training."""
+        problem = self.problem
+        if not problem.has_reference():
+            return None
+        m = self.eval_points.shape[0]
+        ref = _user_code(problem, "reference(points)", lambda: problem.reference(self.eval_points))
+        if not isinstance(ref, torch.Tensor) or tuple(ref.shape) not in ((m,), (m, 1)):
+            shape = tuple(ref.shape) if isinstance(ref, torch.Tensor) else type(ref).__name__
+            raise ValueError(f"{problem.name}: reference(points) returned {shape} for {m} "
+                             f"evaluation points; it must return a tensor of shape ({m},)")
+        ref = ref.detach().reshape(-1).to(torch.float64).cpu()
+        bad = int((~torch.isfinite(ref)).sum())
+        if bad:
+            raise ValueError(f"{problem.name}: the reference solution is not finite at {bad} of "
+                             f"{m} evaluation points (parameters {problem.parameters()}); "
+                             "the L2 error could not be measured")
+        return ref
+
     # --- hooks of the training loop (see pinnsketch.tasks.base.Task) ---
+
+    @property
+    def resample_every(self) -> int:
+        """Adam steps per batch of points (0: one batch for the whole run)."""
+        return self.sampling.resample_every
 
     def before_step(self, step: int) -> None:
         if self.rank_driver is not None:
@@ -130,53 +190,54 @@ class PINNTask:
 
     @property
     def sketch_ranks(self) -> tuple[int, ...] | None:
-        """The current sketch ranks, or the last ones before L-BFGS switched to exact storage."""
+        """The ranks each sketched layer keeps (clamped to its width), or None; after a
+        line-search phase switched to exact storage, the ranks the Adam phase ended with."""
+        if self.rank_driver is not None:
+            return self.rank_driver.ranks
         ranks = self.engines["pde"].ranks
-        return ranks if ranks is not None else getattr(self, "_adam_ranks", None)
+        if ranks is None:
+            return None
+        widths = (layer.out_features for layer in self.model.layers[:-1])
+        return tuple(min(r, w) for r, w in zip(ranks, widths, strict=True))
 
     def rank_columns(self) -> dict[str, object]:
-        ranks = self.engines["pde"].ranks
+        ranks = self.sketch_ranks
         return {} if ranks is None else {f"rank_{i + 1}": r for i, r in enumerate(ranks)}
 
     def enter_phase(self, phase: str) -> list[str]:
-        """For L-BFGS under rank control, switch to exact storage: a line search needs
-        consistent losses and gradients."""
-        if phase != "lbfgs" or self.rank_driver is None:
+        """A line-search phase under rank control switches to exact storage: a line search
+        needs consistent losses and gradients (idempotent; Adam changes nothing)."""
+        if phase == "adam" or self.rank_driver is None:
             return []
-        lines = self.rank_driver.enter_lbfgs()
-        # a run resumed inside L-BFGS already has the log of its Adam phase
-        self._rank_log = getattr(self, "_rank_log", ()) or tuple(self.rank_driver.state.log)
-        self._adam_ranks = self.engines["pde"].ranks
-        self.engines["pde"] = make_engine(self.model, self.domain, self.pde_keys,
-                                          StorageConfig(policy="exact"))
-        self.rank_driver = None
+        lines = self.rank_driver.enter_line_search()
+        if self.engines["pde"].config.policy == "exact":
+            return lines
+        self._use_exact_storage()
         return [*lines, "L-BFGS phase: exact storage (exact gradients; a line search needs "
                 "consistent losses and gradients); rank control ends here"]
+
+    def _use_exact_storage(self) -> None:
+        self.engines["pde"] = make_engine(self.model, self.domain, self.pde_keys,
+                                          StorageConfig(policy="exact"))
 
     @property
     def rank_log(self) -> tuple[str, ...]:
         """Every decision of the rank controller so far, oldest first (empty without one)."""
-        if self.rank_driver is not None:
-            return tuple(self.rank_driver.state.log)
-        return getattr(self, "_rank_log", ())
+        return tuple(self.rank_driver.state.log) if self.rank_driver is not None else ()
 
     def checkpoint_state(self) -> dict[str, object]:
-        """What a resumed run needs beyond weights and optimizer state: the sketch engine's
-        call counter (its sketch seeds), the rank controller's state, the Adam-phase ranks."""
+        """What a resumed run needs beyond weights and optimizer state, as plain data: the
+        sketch engine's call counter (its sketch seeds) and the rank state."""
         return {"sketch_calls": self.engines["pde"].calls,
-                "rank_state": self.rank_driver.state if self.rank_driver is not None else None,
-                "adam_ranks": getattr(self, "_adam_ranks", None),
-                "rank_log": self.rank_log}
+                "rank": self.rank_driver.state_dict() if self.rank_driver is not None else None}
 
     def restore_checkpoint_state(self, saved: dict[str, object]) -> None:
-        """Undo :meth:`checkpoint_state` on a freshly built task (resume)."""
+        """Undo :meth:`checkpoint_state` (resume, or back to the last good state)."""
+        if self.rank_driver is not None and saved.get("rank") is not None:
+            self.rank_driver.load_state_dict(saved["rank"])
+            if not self.rank_driver.active and self.engines["pde"].config.policy != "exact":
+                self._use_exact_storage()
         self.engines["pde"].calls = int(saved.get("sketch_calls", 0))
-        if saved.get("rank_state") is not None and self.rank_driver is not None:
-            self.rank_driver.restore(saved["rank_state"])
-        if saved.get("adam_ranks") is not None:
-            self._adam_ranks = tuple(saved["adam_ranks"])
-        if saved.get("rank_state") is None and saved.get("rank_log"):
-            self._rank_log = tuple(saved["rank_log"])
 
     @property
     def dtype(self) -> torch.dtype:
@@ -185,29 +246,31 @@ class PINNTask:
     def set_dtype(self, dtype: torch.dtype) -> None:
         self.model.to(dtype)
 
-    def sample(self, index: int) -> PINNBatch:
+    def sample(self, index: int, n_points: int | None = None) -> PINNBatch:
         """The index-th point sets; the same (seed, index) always gives the same points.
 
         In a data-parallel run this process gets its rows of the interior set (the union
         over processes is the single-process set) and all the condition points, which every
-        process weighs by 1 / world_size.
+        process weighs by 1 / world_size. ``n_points`` replaces every set's size (a probe).
         """
         s, cl = self.sampling, self.cluster
         sets = {}
-        interior = sample_interior(self.domain, s.collocation, s.method,
-                                   derive_seed(self.seed, index, 0), rows=cl.shard(s.collocation))
+        total = s.collocation if n_points is None else n_points
+        interior = sample_interior(self.domain, total, s.method, derive_seed(self.seed, index, 0),
+                                   rows=cl.shard(total) if n_points is None else None)
         sets["pde"] = (interior, torch.zeros_like(interior))
-        counts = {"pde": float(s.collocation)}
+        counts = {"pde": float(total)}
         for i, cond in enumerate(self.conditions):
             n = s.boundary if cond.uses_boundary_budget() else s.initial
+            n = n if n_points is None else n_points
             cp = cond.sample(self.domain, n, s.method, derive_seed(self.seed, index, i + 1),
                              torch.float64)
             sets[cond.label] = (cp.points, cp.normals)
             counts[cond.label] = float(cp.points.shape[0] * cl.world_size)
         return PINNBatch(sets, counts)
 
-    def _residual(self, name: str, points: Points, normals: Points) -> torch.Tensor:
-        d = self.engines[name](points)
+    def _residual(self, name: str, points: Points, normals: Points, engine=None) -> torch.Tensor:
+        d = (engine or self.engines[name])(points)
         if name == "pde":
             return self.problem.residual(d)
         cond = self.conditions[self.term_names.index(name) - 1]
@@ -223,6 +286,10 @@ class PINNTask:
 
         Each chunk contributes sum_{i in chunk} r_t(x_i)^2 / N_t (N_t = ``batch.count(t)``);
         in a data-parallel run the gradients and terms are then summed over processes.
+        Only the interior ("pde") set is split into chunks: a condition's set is small and
+        may pair its points (``Periodic`` compares u at a point with u at its image), so it
+        is evaluated whole, with the first chunk. The weight w_t of a term is its
+        condition's ``weight`` unless ``--weight TERM=W`` replaces it (1 for "pde").
         """
         dtype, dev = self.dtype, self.device
         chunks = self._chunks(batch)
@@ -235,8 +302,12 @@ class PINNTask:
                 n_points = 0
                 for name in self.term_names:
                     pts, nrm = batch.sets[name]
-                    part_p = pts.tensor_split(chunks)[c]
-                    part_n = nrm.tensor_split(chunks)[c]
+                    if name == "pde":
+                        part_p, part_n = pts.tensor_split(chunks)[c], nrm.tensor_split(chunks)[c]
+                    elif c == 0:
+                        part_p, part_n = pts, nrm
+                    else:
+                        continue
                     if part_p.shape[0] == 0:
                         continue
                     n_points += part_p.shape[0]
@@ -244,7 +315,7 @@ class PINNTask:
                     frac = part_p.shape[0] / batch.count(name)
                     term = r.pow(2).mean()
                     totals[name] += frac * float(term.detach())
-                    loss = loss + self.optim.weight(name) * frac * term
+                    loss = loss + self.term_weights[name] * frac * term
             if held.bytes > peak:
                 peak, peak_points = held.bytes, n_points
             loss.backward()
@@ -252,7 +323,7 @@ class PINNTask:
         self.held_bytes_per_point = peak / peak_points
         self.cluster.sum_gradients(self.model.parameters())
         totals = self.cluster.sum_floats(totals)
-        totals["loss"] = sum(self.optim.weight(n) * totals[n] for n in self.term_names)
+        totals["loss"] = sum(self.term_weights[n] * totals[n] for n in self.term_names)
         return totals
 
     @torch.no_grad()
@@ -269,3 +340,25 @@ class PINNTask:
         u = self.predict(self.eval_points)
         err = (u - self.reference).norm() / self.reference.norm()
         return {"l2_relative_error": float(err)}
+
+
+def _describe(term: str) -> str:
+    return "the residual" if term == "pde" else f"condition {term!r}"
+
+
+def _user_code(problem: Problem, what: str, call):
+    """Run a problem's own code; an exception becomes one ValueError naming the problem, the
+    method, its file and line, and the cause (a problem is user code)."""
+    try:
+        return call()
+    except ValueError:
+        raise
+    except Exception as exc:
+        try:
+            source = inspect.getsourcefile(type(problem))
+        except (TypeError, OSError):  # a class defined in __main__ or a notebook cell
+            source = None
+        lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == source]
+        where = f" ({source}, line {lines[-1]})" if lines else ""
+        raise ValueError(f"{problem.name}: {what} raised {type(exc).__name__}: {exc}{where}"
+                         ) from None
