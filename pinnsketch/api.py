@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +154,10 @@ def _new_run_dir(run: RunConfig, config: dict[str, Any]) -> RunDirectory | None:
     except BaseException:
         out.close()
         raise
-    if out.foreign and not run.quiet:
-        print(f"--overwrite: kept {len(out.foreign)} file(s) in {str(out.path)!r} that no run "
-              f"writes: {', '.join(out.foreign[:5])}{' ...' if len(out.foreign) > 5 else ''}")
+    if out.foreign:
+        print(f"pinnsketch: --overwrite kept {len(out.foreign)} file(s) in {str(out.path)!r} "
+              f"that no run writes: {', '.join(out.foreign[:5])}"
+              f"{' ...' if len(out.foreign) > 5 else ''}", file=sys.stderr)
     return out
 
 
