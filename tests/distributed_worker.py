@@ -6,6 +6,7 @@ tests/test_distributed.py; not a test module).
 Writes into OUT, per process r:
 - ``grad_r.pt``: the summed gradient and loss terms of one ``backward`` with exact storage,
   and this process's interior points;
+- ``grad_periodic_r.pt``: the same for a problem with a ``Periodic`` condition, in chunks;
 - ``writes_r.json``: how many times this process called each results writer during a
   ``solve`` into ``OUT/run``.
 """
@@ -42,6 +43,39 @@ def make_task(cluster):
                     dtype=torch.float64, cluster=cluster)
 
 
+def make_periodic_task(cluster, chunk_size: int = 0):
+    """A transport problem with a Periodic condition (paired points), float64, exact storage."""
+    import math
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from pinnsketch import Initial, Periodic, Problem, interval, space_time
+    from pinnsketch.config import ModelConfig, OptimConfig, SamplingConfig
+    from pinnsketch.storage import StorageConfig
+    from pinnsketch.tasks.pinn import PINNTask
+
+    @dataclass(frozen=True)
+    class Transport(Problem):
+        """u_t + u_x = 0, periodic in x on [0, 1), u(x, 0) = sin(2 pi x)."""
+
+        name: ClassVar[str] = "transport"
+
+        @property
+        def domain(self):
+            return space_time(interval(x=(0.0, 1.0)), t=(0.0, 0.5))
+
+        def residual(self, d):
+            return d.u_t + d.u_x
+
+        def conditions(self):
+            return (Periodic(coord="x"), Initial(lambda d: torch.sin(2 * math.pi * d.x)))
+
+    return PINNTask(Transport(), ModelConfig(width=8, depth=2),
+                    SamplingConfig(collocation=91, boundary=40, initial=20),
+                    OptimConfig(steps=1, lbfgs_steps=0, chunk_size=chunk_size),
+                    StorageConfig(policy="exact"), seed=5, dtype=torch.float64, cluster=cluster)
+
+
 def flat_grad(model) -> torch.Tensor:
     return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
 
@@ -60,6 +94,10 @@ def main(out: Path) -> None:
     terms = task.backward(batch)
     torch.save({"grad": flat_grad(task.model), "terms": terms, "pde_points": batch.sets["pde"][0]},
                out / f"grad_{cluster.rank}.pt")
+    periodic = make_periodic_task(cluster, chunk_size=17)
+    terms = periodic.backward(periodic.sample(0))
+    torch.save({"grad": flat_grad(periodic.model), "terms": terms},
+               out / f"grad_periodic_{cluster.rank}.pt")
 
     calls = {f"{module}.{name}": 0 for module, name in WRITERS}
     for module, name in WRITERS:

@@ -94,6 +94,21 @@ def test_summed_gradient_equals_the_single_process_gradient_on_the_union(two_pro
         assert parts[0]["terms"][name] == pytest.approx(value, rel=1e-12)
 
 
+def test_periodic_pairs_survive_data_parallelism_and_chunks(two_process_run):
+    """Condition sets are replicated whole on every process (weighted 1/P) and never split
+    into chunks, so a Periodic condition's pairs stay together: the 2-process chunked
+    gradient equals the 1-process unchunked one to float64 round-off."""
+    out = two_process_run
+    parts = [torch.load(out / f"grad_periodic_{r}.pt", weights_only=True) for r in range(2)]
+    single = worker.make_periodic_task(SINGLE)
+    terms = single.backward(single.sample(0))
+    g1 = worker.flat_grad(single.model)
+    assert torch.equal(parts[0]["grad"], parts[1]["grad"])
+    assert torch.allclose(parts[0]["grad"], g1, rtol=1e-12, atol=1e-14 * g1.abs().max())
+    for name, value in terms.items():
+        assert parts[0]["terms"][name] == pytest.approx(value, rel=1e-12)
+
+
 def test_only_process_zero_writes_results(two_process_run):
     out = two_process_run
     writes = [json.loads((out / f"writes_{r}.json").read_text()) for r in range(2)]
