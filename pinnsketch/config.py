@@ -12,22 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pinnsketch.activations import ACTIVATIONS
+from pinnsketch.checks import check_int, check_real
 from pinnsketch.pde.sampling import SAMPLERS
 
 __all__ = ["ModelConfig", "SamplingConfig", "OptimConfig", "RunConfig", "DTYPES", "to_dict"]
 
 DTYPES = ("float32", "float64")
-
-
-def _positive_int(owner: str, name: str, value: Any, allow_zero: bool = False) -> None:
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{owner}.{name} must be an integer >= {low}, got {value!r}")
-
-
-def _positive_float(owner: str, name: str, value: Any) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{owner}.{name} must be a finite number > 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -39,8 +29,8 @@ class ModelConfig:
     activation: str = "tanh"
 
     def __post_init__(self) -> None:
-        _positive_int("model", "width", self.width)
-        _positive_int("model", "depth", self.depth)
+        check_int("model.width", self.width, low=1)
+        check_int("model.depth", self.depth, low=1)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
 
@@ -61,10 +51,10 @@ class SamplingConfig:
     resample_every: int = 1000
 
     def __post_init__(self) -> None:
-        _positive_int("sampling", "collocation", self.collocation)
-        _positive_int("sampling", "boundary", self.boundary)
-        _positive_int("sampling", "initial", self.initial)
-        _positive_int("sampling", "resample_every", self.resample_every, allow_zero=True)
+        check_int("sampling.collocation", self.collocation, low=1)
+        check_int("sampling.boundary", self.boundary, low=1)
+        check_int("sampling.initial", self.initial, low=1)
+        check_int("sampling.resample_every", self.resample_every, low=0)
         if self.method not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.method!r}; valid samplers: {', '.join(SAMPLERS)}")
 
@@ -90,11 +80,11 @@ class OptimConfig:
     chunk_size: int = 0
 
     def __post_init__(self) -> None:
-        _positive_int("optim", "steps", self.steps, allow_zero=True)
-        _positive_int("optim", "lbfgs_steps", self.lbfgs_steps, allow_zero=True)
-        _positive_int("optim", "lbfgs_history", self.lbfgs_history)
-        _positive_int("optim", "chunk_size", self.chunk_size, allow_zero=True)
-        _positive_float("optim", "lr", self.lr)
+        check_int("optim.steps", self.steps, low=0)
+        check_int("optim.lbfgs_steps", self.lbfgs_steps, low=0)
+        check_int("optim.lbfgs_history", self.lbfgs_history, low=1)
+        check_int("optim.chunk_size", self.chunk_size, low=0)
+        check_real("optim.lr", self.lr, low=0, low_open=True)
         if not (0 < self.lr_decay <= 1):
             raise ValueError(f"optim.lr_decay must be in (0, 1], got {self.lr_decay!r}")
         if self.lbfgs_dtype not in DTYPES:
@@ -130,12 +120,11 @@ class RunConfig:
     monitor_every: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"run.seed must be an integer >= 0, got {self.seed!r}")
-        _positive_int("run", "eval_every", self.eval_every)
-        _positive_int("run", "threads", self.threads, allow_zero=True)
-        _positive_int("run", "monitor_rank", self.monitor_rank)
-        _positive_int("run", "monitor_every", self.monitor_every, allow_zero=True)
+        check_int("run.seed", self.seed, low=0)
+        check_int("run.eval_every", self.eval_every, low=1)
+        check_int("run.threads", self.threads, low=0)
+        check_int("run.monitor_rank", self.monitor_rank, low=1)
+        check_int("run.monitor_every", self.monitor_every, low=0)
         if not (isinstance(self.time_limit_s, (int, float)) and self.time_limit_s >= 0
                 and math.isfinite(self.time_limit_s)):
             raise ValueError(f"run.time_limit_s must be a number >= 0 (0 = no limit), "

@@ -7,6 +7,7 @@ every loss for NaN/inf, keeps the last good state, evaluates and checkpoints eve
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -186,15 +187,21 @@ class _Loop:
         flags = self.cluster.max_floats([1.0 if elapsed else 0.0, 1.0 if requested else 0.0])
         return flags[0] > 0, (requested or "SIGTERM") if flags[1] > 0 else None
 
-    def stop_on_signal(self, requested: str) -> None:
-        """Save the step just finished and stop."""
+    def atomic(self):
+        """A block that signals do not interrupt (they wait for its end)."""
+        return self.stop.deferred() if self.stop is not None else contextlib.nullcontext()
+
+    def stop_on_signal(self, requested: str, abandoned: bool = False) -> None:
+        """Save the last finished step and stop (``abandoned``: a step in progress was
+        dropped by a second signal)."""
         s = self.state
         s.status = "interrupted"
         s.stop_reason = requested
         self.save()
+        what = "the step in progress was abandoned; " if abandoned else ""
         raise RunInterrupted(requested, f"stopped on {requested} after "
                                         f"{s.step} Adam steps and {s.lbfgs_iter} L-BFGS "
-                                        "iterations; every finished step is saved")
+                                        f"iterations; {what}every finished step is saved")
 
 
 class _Snapshot:
@@ -262,39 +269,48 @@ def _adam(loop: _Loop) -> None:
     batch_index = None
     batch = None
     monitor = GradientMonitoring(task.model, run) if run.monitor else None
-    while state.step < optim.steps:
-        index = state.step // period if period else 0
-        if index != batch_index:
-            batch, batch_index = task.sample(index), index
-        task.before_step(state.step)
+    try:
+        while state.step < optim.steps:
+            index = state.step // period if period else 0
+            if index != batch_index:
+                batch, batch_index = task.sample(index), index
+            task.before_step(state.step)
+            opt.zero_grad(set_to_none=True)
+            terms = task.backward(batch)
+            _check_finite(terms, f"Adam step {state.step}")
+            extra: dict[str, Any] = {}
+            if monitor:
+                extra.update(monitor.observe(state.step))
+            with loop.atomic():  # the step is applied and recorded whole, or not at all
+                opt.step()
+                lr = sched.get_last_lr()[0]
+                sched.step()
+                columns, messages = task.after_step(state.step, terms)
+                extra.update(columns)
+                for line in messages:
+                    progress.note(line)
+                state.step += 1
+                progress.update(1)
+                out_of_time, requested = loop.limits()
+                done = state.step == optim.steps or out_of_time
+                evaluate = state.step % run.eval_every == 0 or done
+                _record(task, state, terms, loop.start, lr, evaluate, progress, extra)
+                state.adam = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+            if requested:
+                loop.stop_on_signal(requested)
+            if evaluate:
+                loop.save()
+            if out_of_time:
+                _stop_for_time(state, progress, run)
+                return
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, RunInterrupted):
+            raise
+        # raised outside the atomic part: parameters, moments and counters are those of the
+        # last finished step, so that step is what is saved (the one in progress is dropped)
         opt.zero_grad(set_to_none=True)
-        terms = task.backward(batch)
-        _check_finite(terms, f"Adam step {state.step}")
-        extra: dict[str, Any] = {}
-        if monitor:
-            extra.update(monitor.observe(state.step))
-        opt.step()
-        lr = sched.get_last_lr()[0]
-        sched.step()
-        columns, messages = task.after_step(state.step, terms)
-        extra.update(columns)
-        for line in messages:
-            progress.note(line)
-        state.step += 1
-        progress.update(1)
-        out_of_time, requested = loop.limits()
-        done = state.step == optim.steps or out_of_time
-        evaluate = state.step % run.eval_every == 0 or done
-        _record(task, state, terms, loop.start, lr, evaluate, progress, extra)
-        if evaluate or requested:
-            state.adam = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
-        if requested:
-            loop.stop_on_signal(requested)
-        if evaluate:
-            loop.save()
-        if out_of_time:
-            _stop_for_time(state, progress, run)
-            return
+        state.adam = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+        loop.stop_on_signal("SIGINT", abandoned=True)
 
 
 def _lbfgs(loop: _Loop) -> None:

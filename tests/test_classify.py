@@ -13,9 +13,9 @@ import torch
 from test_data import write_cifar_fixture, write_mnist_fixture
 
 from pinnsketch.classification import CLASSIFY_RUN_FILES, classify
-from pinnsketch.rundir import MARKER
 from pinnsketch.cli_classify import _DATASETS, add_classify_parser, run_classify
 from pinnsketch.data import DATASETS, load_raw
+from pinnsketch.rundir import MARKER
 from pinnsketch.sketch.linear import SketchedLinear, held_bytes_formula
 from pinnsketch.tasks.classify import (
     ClassificationTask,

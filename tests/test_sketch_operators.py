@@ -396,7 +396,7 @@ def test_reconstruct_and_range_finder_reject_bad_rank():
             reconstruct(sk, rank)
     with pytest.raises(ValueError, match=r"k=41 must be an int with 1 <= k <= min\(N, w\) = 40"):
         range_finder(M, 41, seed=0)
-    with pytest.raises(ValueError, match="power_iterations=-1"):
+    with pytest.raises(ValueError, match="power_iterations must be an integer >= 0, got -1"):
         range_finder(M, 4, seed=0, power_iterations=-1)
     with pytest.raises(ValueError, match=r"shape \(40, 60\)"):
         sketch(M.T, sk.spec)

@@ -295,7 +295,7 @@ def test_held_bytes_helpers():
     ({"policy": "sketch", "rank": 8, "method": "svd"}, "unknown sketch method 'svd'"),
     ({"policy": "sketch", "rank": 8, "family": "cauchy"}, "unknown sketch family"),
     ({"policy": "exact", "exact_value": True}, "exact_value=True applies only"),
-    ({"policy": "sketch", "rank": 8, "seed": -1}, "seed=-1"),
+    ({"policy": "sketch", "rank": 8, "seed": -1}, r"seed must be an int in \[0, 2\*\*63\), got -1"),
 ])
 def test_bad_config_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):

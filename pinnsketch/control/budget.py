@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from pinnsketch.checks import is_int
 from pinnsketch.sketch.methods import check_method, held_numel
 from pinnsketch.sketch.quantize import quant8_numbytes
 
@@ -57,7 +58,7 @@ def parse_bytes(text: str | int) -> int:
     ValueError: cannot read 'abc' as a memory size; write a number and a unit, e.g. 2GB, ...
     """
     units = "B, KB, MB, GB, TB, KiB, MiB, GiB, TiB"
-    if isinstance(text, int) and not isinstance(text, bool):
+    if is_int(text):
         value = Decimal(text)
         shown = str(text)
     elif isinstance(text, str):
@@ -94,7 +95,7 @@ def format_bytes(n: int | float) -> str:
 
 
 def _check_pos_int(name: str, v: object) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+    if not is_int(v) or v < 1:
         raise ValueError(f"{name}={v!r} must be an int >= 1")
     return v
 

@@ -53,18 +53,12 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 
+from pinnsketch.checks import is_int, is_real
+
 __all__ = ["RankController", "RankState", "RankStats", "layer_errors", "lbfgs_ranks",
            "log_loss_trend"]
 
 _TINY = 1e-300  # log(0) guard: a zero residual loss is "falling", not an error
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_real(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _round(x: float) -> int:
@@ -100,7 +94,7 @@ def log_loss_trend(history: Sequence[tuple[int, float]]) -> tuple[float, float]:
         raise ValueError(f"a trend needs at least 3 (step, loss) points, got {len(history)}")
     xs, ys = [], []
     for step, loss in history:
-        if not _is_real(loss) or not math.isfinite(loss) or loss < 0:
+        if not is_real(loss) or not math.isfinite(loss) or loss < 0:
             raise ValueError(f"loss at step {step} is {loss!r}; need a finite loss >= 0")
         xs.append(float(step))
         ys.append(math.log(max(float(loss), _TINY)))
@@ -149,7 +143,7 @@ def lbfgs_ranks(widths: Sequence[int]) -> tuple[int, ...]:
 
 def _check_widths(widths: Sequence[int]) -> tuple[int, ...]:
     widths = tuple(widths)
-    if not widths or not all(_is_int(w) and w >= 1 for w in widths):
+    if not widths or not all(is_int(w) and w >= 1 for w in widths):
         raise ValueError(f"widths={widths!r} must be a non-empty tuple of hidden-layer "
                          "widths (ints >= 1), e.g. (50, 50, 50, 50)")
     return widths
@@ -174,16 +168,16 @@ class RankStats:
     sketch_errors: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not _is_int(self.step) or self.step < 0:
+        if not is_int(self.step) or self.step < 0:
             raise ValueError(f"step={self.step!r} must be an int >= 0")
         loss = self.residual_loss
-        if not _is_real(loss) or not math.isfinite(loss) or loss < 0:
+        if not is_real(loss) or not math.isfinite(loss) or loss < 0:
             raise ValueError(f"residual_loss={loss!r} must be a finite float >= 0 (the trainer "
                              "stops on a non-finite loss before reporting it)")
         if self.sketch_errors is not None:
-            errs = tuple(float(e) if _is_real(e) else e for e in self.sketch_errors)
+            errs = tuple(float(e) if is_real(e) else e for e in self.sketch_errors)
             for e in errs:
-                if not _is_real(e) or math.isnan(e) or e < 0:
+                if not is_real(e) or math.isnan(e) or e < 0:
                     raise ValueError(f"sketch_errors={self.sketch_errors!r}: every error must "
                                      "be a float >= 0 (inf allowed, not NaN), or pass None")
             object.__setattr__(self, "sketch_errors", errs)
@@ -346,11 +340,11 @@ class RankController:
     def __post_init__(self) -> None:
         for name in ("min_rank", "initial_rank"):
             v = getattr(self, name)
-            if not _is_int(v) or v < 1:
+            if not is_int(v) or v < 1:
                 raise ValueError(f"{name}={v!r} must be an int >= 1 (a sketch keeps at least "
                                  f"one direction); e.g. {name}=4")
         if self.max_rank is not None:
-            if not _is_int(self.max_rank) or self.max_rank < 1:
+            if not is_int(self.max_rank) or self.max_rank < 1:
                 raise ValueError(f"max_rank={self.max_rank!r} must be an int >= 1, or None for "
                                  "each layer's width")
             if self.max_rank < self.min_rank:
@@ -359,18 +353,18 @@ class RankController:
         if self.initial_rank < self.min_rank:
             raise ValueError(f"initial_rank={self.initial_rank} < min_rank={self.min_rank}; "
                              "raise initial_rank or lower min_rank")
-        if not _is_int(self.window) or self.window < 3:
+        if not is_int(self.window) or self.window < 3:
             raise ValueError(f"window={self.window!r} must be an int >= 3 (steps over which the "
                              "log-loss slope is fitted); e.g. window=200")
         if self.cooldown is None:
             object.__setattr__(self, "cooldown", self.window)
-        elif not _is_int(self.cooldown) or self.cooldown < 0:
+        elif not is_int(self.cooldown) or self.cooldown < 0:
             raise ValueError(f"cooldown={self.cooldown!r} must be an int >= 0 (steps without "
                              "a change after a change), or None for window")
         for name in ("stall_slope", "fall_slope", "fall_confidence", "error_high", "error_low",
                      "grow_factor", "shrink_factor", "incompressible_fraction"):
             v = getattr(self, name)
-            if not _is_real(v) or not math.isfinite(v):
+            if not is_real(v) or not math.isfinite(v):
                 raise ValueError(f"{name}={v!r} must be a finite float")
         if not self.fall_slope < 0:
             raise ValueError(f"fall_slope={self.fall_slope} must be < 0 (a falling log-loss "
@@ -396,14 +390,14 @@ class RankController:
                              "satisfy 0 < f <= 1; e.g. 0.5 (half the width)")
         if self.incompressible_error is None:
             object.__setattr__(self, "incompressible_error", self.error_high)
-        elif (not _is_real(self.incompressible_error)
+        elif (not is_real(self.incompressible_error)
               or not self.incompressible_error > self.error_low):
             raise ValueError(f"incompressible_error={self.incompressible_error!r} must be a "
                              f"float > error_low={self.error_low}, or None for error_high")
         if self.budget_ranks is not None:
             caps = tuple(self.budget_ranks) if isinstance(self.budget_ranks, (list, tuple)) \
                 else None
-            if not caps or not all(_is_int(c) and c >= 1 for c in caps):
+            if not caps or not all(is_int(c) and c >= 1 for c in caps):
                 raise ValueError(f"budget_ranks={self.budget_ranks!r} must be a tuple of ints "
                                  ">= 1, one per hidden layer (e.g. plan_budget(...).ranks), "
                                  "or None")

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from pinnsketch.checks import is_int
+
 __all__ = ["CIFAR_DIR", "TRAIN_BATCHES", "TEST_BATCHES", "META_FILE", "IMAGE_SHAPE",
            "read_batch", "read_meta", "write_batch", "write_meta"]
 
@@ -84,7 +86,7 @@ def read_batch(path: str | Path, num_classes: int = 10) -> tuple[np.ndarray, np.
         raise ValueError(f"{str(path)!r}: b'data' must be a uint8 array (N, {_ROW}), got {desc}")
     labels = d[b"labels"]
     if not isinstance(labels, (list, tuple)) or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
+            is_int(v) for v in labels):
         raise ValueError(f"{str(path)!r}: b'labels' must be a list of ints")
     lab = np.asarray(labels, dtype=np.int64).reshape(-1)
     if lab.shape[0] != data.shape[0]:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from pinnsketch._types import Field, Points
+from pinnsketch.checks import is_real
 from pinnsketch.pde.derivatives import Derivatives
 from pinnsketch.pde.domain import Box, Face
 from pinnsketch.pde.sampling import sample_faces, sample_initial
@@ -56,7 +57,7 @@ class Condition:
 
     def __post_init__(self) -> None:
         w = self.weight
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) \
+        if not is_real(w) or not math.isfinite(w) \
                 or w < 0:
             raise ValueError(f"condition {self.label!r}: weight must be a finite number >= 0, "
                              f"got {w!r}")

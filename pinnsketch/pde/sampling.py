@@ -18,23 +18,12 @@ from scipy.stats import qmc
 
 from pinnsketch._types import Points
 from pinnsketch.pde.domain import Box, Face
+from pinnsketch.seeds import derive_seed
 
-__all__ = ["SAMPLERS", "derive_seed", "unit_cube", "sample_interior", "sample_faces",
+__all__ = ["SAMPLERS", "unit_cube", "sample_interior", "sample_faces",
            "sample_initial"]
 
 SAMPLERS = ("uniform", "sobol", "lhs", "halton")
-
-
-def derive_seed(*words: int) -> int:
-    """A seed in [0, 2**63) derived from integer words (any sign) by numpy's SeedSequence.
-
-    Distinct word tuples give independent streams, e.g. (run seed, batch index, point set).
-
-    >>> derive_seed(0, -1, 2) == derive_seed(0, -1, 2) != derive_seed(0, -1, 3)
-    True
-    """
-    entropy = [int(w) % 2**64 for w in words]
-    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def check_sampler(method: str) -> None:

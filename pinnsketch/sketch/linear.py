@@ -43,13 +43,14 @@ import copy
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
+from pinnsketch.checks import is_int, is_real
+from pinnsketch.seeds import derive_seed
 from pinnsketch.sketch.methods import held_numel
 from pinnsketch.sketch.range_finder import (
     TWO_FACTOR_METHODS,
@@ -72,7 +73,6 @@ __all__ = ["LINEAR_SKETCH_METHODS", "LinearSketchOptions", "SketchedLinearFuncti
 
 LINEAR_SKETCH_METHODS = TWO_FACTOR_METHODS + ("three_sketch", "ema")
 SKETCH_DTYPES = ("float32", "float64", "bfloat16", "float16")
-_SEED_LIMIT = 2**63
 _BIT_WEIGHTS = tuple(1 << i for i in range(8))
 
 
@@ -111,12 +111,11 @@ def call_seed(base: int, call: int) -> int:
     >>> call_seed(0, 1) == call_seed(0, 1) != call_seed(0, 2)
     True
     """
-    word = np.random.SeedSequence([int(base), int(call)]).generate_state(1, dtype=np.uint64)[0]
-    return int(word) & (_SEED_LIMIT - 1)
+    return derive_seed(base, call)
 
 
 def _check_rank(rank: object) -> None:
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
+    if not is_int(rank) or rank < 1:
         raise ValueError(f"rank must be an int >= 1, got {rank!r}")
 
 
@@ -127,7 +126,7 @@ def _check_sketch_dtype(name: str | None) -> None:
 
 
 def _check_beta(beta: object) -> None:
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
+    if not is_real(beta) or not 0.0 <= beta < 1.0:
         raise ValueError(f"beta={beta!r} must satisfy 0 <= beta < 1 (the EMA weight of the "
                          "past; beta = 1 would ignore every new batch); e.g. 0.9")
 

@@ -37,15 +37,15 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from pinnsketch.checks import check_seed, is_int, is_real
+from pinnsketch.seeds import derive_seed
 from pinnsketch.sketch.test_matrices import test_matrix
 
 __all__ = ["GradientMonitor", "exact_norm", "exact_stable_rank"]
 
-_SEED_LIMIT = 2**63
 
 
 def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -104,24 +104,20 @@ class GradientMonitor:
     """
 
     def __init__(self, k: int = 16, beta: float = 0.9, seed: int = 0):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        if not is_int(k) or k < 1:
             raise ValueError(f"k={k!r} must be an int >= 1 (sketch columns); e.g. k=16")
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < 1:
+        if not is_real(beta) or not 0 <= beta < 1:
             raise ValueError(f"beta={beta!r} must satisfy 0 <= beta < 1 (the EMA weight of the "
                              "past; 0 = no smoothing); e.g. beta=0.9")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
-                or not 0 <= int(seed) < _SEED_LIMIT:
-            raise ValueError(f"seed={seed!r} must be an int in [0, 2**63)")
         self.k = k
         self.beta = float(beta)
-        self.seed = int(seed)
+        self.seed = check_seed("seed", seed)
         self._ema: dict[int, Tensor] = {}
         self._shapes: dict[int, tuple[int, int]] = {}
 
     def layer_seed(self, layer_index: int) -> int:
         """The seed of layer ``layer_index``'s test matrix (fixed for the monitor's life)."""
-        word = np.random.SeedSequence([self.seed, int(layer_index)]).generate_state(1, np.uint64)
-        return int(word[0]) & (_SEED_LIMIT - 1)
+        return derive_seed(self.seed, int(layer_index))
 
     def sketch(self, layer_index: int, grad: Tensor) -> Tensor:
         """Y = G Omega^T (m x k) in float32 or float64, Omega regenerated from the layer seed."""
@@ -142,7 +138,7 @@ class GradientMonitor:
             ValueError: a non-matrix, or a shape different from this layer's earlier ones
                 (call ``reset(layer_index)`` first).
         """
-        if isinstance(layer_index, bool) or not isinstance(layer_index, int) or layer_index < 0:
+        if not is_int(layer_index) or layer_index < 0:
             raise ValueError(f"layer_index={layer_index!r} must be an int >= 0")
         _check_matrix(grad)
         shape = (int(grad.shape[0]), int(grad.shape[1]))

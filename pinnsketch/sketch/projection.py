@@ -29,6 +29,7 @@ import math
 import torch
 from torch import Tensor
 
+from pinnsketch.checks import is_int
 from pinnsketch.sketch.test_matrices import _SPARSE_SIGN_ZETA, check_family, test_matrix
 
 __all__ = ["project", "projection_matrix", "unproject"]
@@ -36,7 +37,7 @@ __all__ = ["project", "projection_matrix", "unproject"]
 
 def _check_sizes(w: int, k: int) -> None:
     for name, v in (("w", w), ("k", k)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        if not is_int(v) or v < 1:
             raise ValueError(f"{name}={v!r} must be an int >= 1")
     if k > w:
         raise ValueError(f"k={k} must satisfy k <= w = {w}: a projection to more columns than "

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pinnsketch.checks import is_int
+
 __all__ = ["QUANT_BLOCK_ROWS", "QUANT_LEVELS", "Quantized", "dequantize", "quant8_numbytes",
            "quantize"]
 
@@ -44,7 +46,7 @@ QUANT_BLOCK_ROWS = 256
 
 
 def _check_block_rows(block_rows: int) -> int:
-    if isinstance(block_rows, bool) or not isinstance(block_rows, int) or block_rows < 1:
+    if not is_int(block_rows) or block_rows < 1:
         raise ValueError(f"block_rows={block_rows!r} must be an int >= 1 (points per block "
                          f"sharing one range per column); e.g. {QUANT_BLOCK_ROWS}")
     return block_rows
@@ -147,7 +149,7 @@ def quantize(A: Tensor, seed: int, block_rows: int = QUANT_BLOCK_ROWS) -> Quanti
     if not isinstance(A, Tensor) or A.dim() != 2 or not A.dtype.is_floating_point:
         raise ValueError(f"A must be a 2-D real floating tensor, got {type(A).__name__} "
                          f"{tuple(getattr(A, 'shape', ()))} {getattr(A, 'dtype', '')}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+    if not is_int(seed) or not 0 <= seed < 2**63:
         raise ValueError(f"seed={seed!r} must be an int in [0, 2**63)")
     _check_block_rows(block_rows)
     n, w = A.shape

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pinnsketch.checks import check_int, is_int
 from pinnsketch.sketch.test_matrices import check_family, test_matrix
 from pinnsketch.sketch.three_sketch import LowRank, _check_operand
 
@@ -124,7 +125,7 @@ def _check_matrix(A: Tensor) -> tuple[int, int]:
 def _check_matrix_and_rank(A: Tensor, k: int) -> tuple[int, int]:
     """(N, w) of a real floating matrix A, after checking 1 <= k <= min(N, w)."""
     N, w = _check_matrix(A)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(N, w):
+    if not is_int(k) or not 1 <= k <= min(N, w):
         raise ValueError(f"k={k!r} must be an int with 1 <= k <= min(N, w) = {min(N, w)}")
     return N, w
 
@@ -165,12 +166,7 @@ def range_finder(
     True
     """
     N, w = _check_matrix_and_rank(A, k)
-    if (
-        isinstance(power_iterations, bool)
-        or not isinstance(power_iterations, int)
-        or power_iterations < 0
-    ):
-        raise ValueError(f"power_iterations={power_iterations!r} must be an int >= 0")
+    check_int("power_iterations", power_iterations, low=0)
     check_family(family)
     omega_t = test_matrix(family, k, N, seed, dtype=A.dtype, device=A.device)  # Omega^T
     Q = torch.linalg.qr((omega_t @ A).T, mode="reduced").Q  # orth(A^T Omega)
@@ -227,7 +223,7 @@ def randomized_svd(A: Tensor, k: int, seed: int, family: str = "gaussian",
     True
     """
     N, w = _check_matrix_and_rank(A, k)
-    if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 0:
+    if not is_int(oversample) or oversample < 0:
         raise ValueError(f"oversample={oversample!r} must be an int >= 0")
     check_family(family)
     l = min(k + oversample, N, w)
@@ -310,7 +306,7 @@ def truncated_svd(A: Tensor, k: int, gram: str | None = None) -> RangeFinderAppr
     True
     """
     n, w = _check_matrix(A)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(n, w):
+    if not is_int(k) or not 1 <= k <= min(n, w):
         raise ValueError(f"rank k={k!r} must be an int in [1, min(N, w)] = [1, {min(n, w)}] "
                          f"for an activation of shape {tuple(A.shape)}")
     if gram is None:

@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import Tensor
+
+from pinnsketch.checks import check_seed, is_int
+from pinnsketch.seeds import derive_seeds as _derive_seeds
 
 __all__ = ["SKETCH_FAMILIES", "check_family", "derive_seeds", "test_matrix"]
 
 SKETCH_FAMILIES = ("gaussian", "sparse_sign", "srft")
 
 _SPARSE_SIGN_ZETA = 8
-_SEED_LIMIT = 2**63
 
 
 def check_family(family: str) -> None:
@@ -54,40 +55,14 @@ def check_family(family: str) -> None:
         )
 
 
-def _check_seed(seed: int) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
-    if not 0 <= int(seed) < _SEED_LIMIT:
-        raise ValueError(f"seed must be an int in [0, 2**63), got {seed}")
-
-
 def derive_seeds(seed: int, count: int) -> tuple[int, ...]:
-    """``count`` distinct sub-seeds derived deterministically from ``seed``.
-
-    The sub-seeds are the first ``count`` 64-bit words of ``numpy.random.SeedSequence(seed)``
-    masked to 63 bits, so neighbouring seeds give unrelated sub-seeds.
-
-    Args:
-        seed: int in [0, 2**63).
-        count: number of sub-seeds, >= 1.
-
-    Returns:
-        A tuple of ``count`` distinct ints in [0, 2**63).
-
-    Raises:
-        ValueError: for a seed outside [0, 2**63) or ``count < 1``.
+    """``count`` distinct sub-seeds of ``seed`` (a seed in [0, 2**63)), for a sketch's test
+    matrices; see :func:`pinnsketch.seeds.derive_seeds`.
 
     >>> derive_seeds(0, 4) == derive_seeds(0, 4), len(set(derive_seeds(0, 4)))
     (True, 4)
     """
-    _check_seed(seed)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"count must be an int >= 1, got {count!r}")
-    words = np.random.SeedSequence(int(seed)).generate_state(count, dtype=np.uint64)
-    subs = tuple(int(w) & (_SEED_LIMIT - 1) for w in words)
-    if len(set(subs)) != count:  # probability ~ count^2 / 2^64; fail loudly, never silently
-        raise RuntimeError(f"sub-seeds of seed {seed} collide; choose another seed")
-    return subs
+    return _derive_seeds(check_seed("seed", seed), count)
 
 
 def _dct_rows(selected: Tensor, cols: int) -> Tensor:
@@ -143,9 +118,9 @@ def test_matrix(
     """
     check_family(family)
     for name, value in (("rows", rows), ("cols", cols)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    _check_seed(seed)
+    check_seed("seed", seed)
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating dtype, got {dtype}")

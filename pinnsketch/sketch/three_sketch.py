@@ -26,6 +26,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from pinnsketch.checks import check_int, is_int, is_real
 from pinnsketch.sketch.test_matrices import check_family, derive_seeds, test_matrix
 
 __all__ = [
@@ -46,11 +47,6 @@ __all__ = [
 # Rows of M_hat formed at a time by relative_error: bounds its extra memory to about this
 # many entries instead of a second m x n matrix.
 _ERROR_BLOCK_NUMEL = 2**22
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def default_core_size(k: int, m: int | None = None, n: int | None = None) -> int:
@@ -75,11 +71,11 @@ def default_core_size(k: int, m: int | None = None, n: int | None = None) -> int
     >>> default_core_size(5), default_core_size(5, 60, 8)
     (11, 8)
     """
-    _check_positive_int("k", k)
+    check_int("k", k, low=1)
     s = 2 * k + 1
     for name, bound in (("m", m), ("n", n)):
         if bound is not None:
-            _check_positive_int(name, bound)
+            check_int(name, bound, low=1)
             s = min(s, bound)
     return s
 
@@ -120,9 +116,9 @@ class SketchSpec:
     family: str = "gaussian"
 
     def __post_init__(self) -> None:
-        _check_positive_int("m", self.m)
-        _check_positive_int("n", self.n)
-        if isinstance(self.k, bool) or not isinstance(self.k, int):
+        check_int("m", self.m, low=1)
+        check_int("n", self.n, low=1)
+        if not is_int(self.k):
             raise ValueError(f"k must be an int, got {self.k!r}")
         if not 1 <= self.k <= min(self.m, self.n):
             raise ValueError(
@@ -132,7 +128,7 @@ class SketchSpec:
         check_family(self.family)
         if self.s is None:
             object.__setattr__(self, "s", default_core_size(self.k, self.m, self.n))
-        if isinstance(self.s, bool) or not isinstance(self.s, int):
+        if not is_int(self.s):
             raise ValueError(f"s must be an int or None, got {self.s!r}")
         if self.s < self.k:
             raise ValueError(
@@ -294,7 +290,7 @@ def ema_update(old: ThreeSketch, M_new: Tensor, beta: float) -> ThreeSketch:
     >>> torch.allclose(e.Z, sketch(0.25 * A, spec).Z)
     True
     """
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
+    if not is_real(beta) or not 0.0 <= beta < 1.0:
         raise ValueError(
             f"beta={beta!r} must satisfy 0 <= beta < 1 (beta = 1 would ignore every new "
             "matrix); use a value such as 0.9"
@@ -452,7 +448,7 @@ def reconstruct(sk: ThreeSketch, rank: int | None = None) -> LowRank:
     """
     spec = sk.spec
     if rank is not None:
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= spec.k:
+        if not is_int(rank) or not 1 <= rank <= spec.k:
             raise ValueError(
                 f"rank={rank!r} must be None or an int with 1 <= rank <= k = {spec.k}; "
                 "raise k in the SketchSpec for a higher rank"

@@ -31,12 +31,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from pinnsketch._types import Points
+from pinnsketch.checks import check_seed, is_int, is_real
 from pinnsketch.pde.derivatives import (
     DerivativeKey,
     Derivatives,
@@ -44,6 +44,7 @@ from pinnsketch.pde.derivatives import (
     key_name,
 )
 from pinnsketch.pde.domain import Box
+from pinnsketch.seeds import derive_seeds
 from pinnsketch.sketch import SKETCH_METHODS, check_family, check_method, relative_error
 from pinnsketch.storage.functions import (
     CompressOptions,
@@ -61,12 +62,7 @@ __all__ = ["STORAGE_POLICIES", "SKETCH_METHODS", "StorageConfig", "Engine", "mak
 STORAGE_POLICIES = ("autograd", "exact", "sketch", "checkpoint", "quant8", "projection")
 _RANKED = ("sketch", "projection")  # the policies that take a rank
 
-_SEED_LIMIT = 2**63
 AUTO_INITIAL_RANK = 32
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -117,12 +113,11 @@ class StorageConfig:
                              f"{', '.join(STORAGE_POLICIES)}")
         check_method(self.method)
         check_family(self.family)
-        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) \
+        if not is_real(self.beta) \
                 or not 0.0 <= self.beta < 1.0:
             raise ValueError(f"beta={self.beta!r} must satisfy 0 <= beta < 1 (the EMA weight "
                              "of the past; beta = 1 would ignore every new batch); e.g. 0.9")
-        if not _is_int(self.seed) or not 0 <= int(self.seed) < _SEED_LIMIT:
-            raise ValueError(f"seed={self.seed!r} must be an int in [0, 2**63)")
+        check_seed("seed", self.seed)
         for name in ("exact_value", "measure_error"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -140,7 +135,7 @@ class StorageConfig:
             if not values:
                 raise ValueError("rank=() is empty; give one rank per hidden layer or one int")
             for v in values:
-                if not _is_int(v):
+                if not is_int(v):
                     raise ValueError(f"rank={rank!r} must be an int >= 1 or a tuple of them")
                 if v < 1:
                     raise ValueError(f"rank={rank!r}: every rank must be >= 1 (a sketch keeps "
@@ -163,11 +158,7 @@ class StorageConfig:
 
 def _call_seeds(base: int, call: int, count: int) -> tuple[int, ...]:
     """``count`` distinct seeds for forward call ``call``, derived from ``base``."""
-    words = np.random.SeedSequence([int(base), int(call)]).generate_state(count, np.uint64)
-    seeds = tuple(int(w) & (_SEED_LIMIT - 1) for w in words)
-    if len(set(seeds)) != count:
-        raise RuntimeError(f"sketch seeds of seed {base}, call {call} collide; choose another seed")
-    return seeds
+    return derive_seeds((base, call), count)
 
 
 class Engine:
@@ -224,7 +215,7 @@ class Engine:
             raise ValueError(f"got {len(values)} ranks {values} for a network with {depth} "
                              "hidden layers; give one rank per hidden layer or one int")
         for v in values:
-            if not _is_int(v) or v < 1:
+            if not is_int(v) or v < 1:
                 raise ValueError(f"ranks {values}: every rank must be an int >= 1")
         self._ranks = tuple(int(v) for v in values)
         self.reset_ema()

@@ -26,6 +26,7 @@ from torch.autograd import Function
 
 from pinnsketch._types import Jets, Points
 from pinnsketch.activations import Activation
+from pinnsketch.checks import is_int
 from pinnsketch.sketch import (
     SKETCH_FAMILIES,
     RangeFinderApprox,
@@ -77,7 +78,7 @@ class SketchOptions:
 
     def __post_init__(self) -> None:
         check_method(self.method)
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+        if not is_int(self.rank) or self.rank < 1:
             raise ValueError(f"rank must be an int >= 1, got {self.rank!r}")
 
     def sketched(self, j: int) -> bool:
@@ -414,7 +415,7 @@ class CompressOptions:
     def __post_init__(self) -> None:
         if self.method not in COMPRESSORS:
             raise ValueError(f"unknown compressor {self.method!r}; valid: {', '.join(COMPRESSORS)}")
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int):
+        if not is_int(self.rank):
             raise ValueError(f"rank must be an int, got {self.rank!r}")
         if self.method == "projection" and self.rank < 1:
             raise ValueError(f"projection needs a rank (projected width) >= 1, got {self.rank}")
@@ -422,7 +423,7 @@ class CompressOptions:
             raise ValueError(f"quant8 has no rank; pass rank=0, got {self.rank}")
         if self.family not in SKETCH_FAMILIES:
             raise ValueError(f"unknown family {self.family!r}; valid: {', '.join(SKETCH_FAMILIES)}")
-        if isinstance(self.block_rows, bool) or not isinstance(self.block_rows, int) \
+        if not is_int(self.block_rows) \
                 or self.block_rows < 1:
             raise ValueError(f"block_rows must be an int >= 1, got {self.block_rows!r}")
 

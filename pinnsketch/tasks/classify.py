@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pinnsketch.checks import check_int, check_seed, is_real
 from pinnsketch.control import RankController
 from pinnsketch.data.datasets import DatasetSpec, normalize
 from pinnsketch.memory import HeldBytes
@@ -40,14 +41,6 @@ __all__ = ["ClassifierConfig", "LinearStorage", "MinibatchConfig", "ImageBatch",
 CLASSIFIER_MODELS = ("mlp", "cnn")
 CLASSIFY_STORAGE = ("exact", "sketch")
 _EVAL_CHUNK = 2000
-_SEED_LIMIT = 2**63
-
-
-def _positive_int(owner: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}.{name} must be an integer >= 1, got {value!r}")
-
-
 @dataclass(frozen=True)
 class ClassifierConfig:
     """The network: ``mlp`` (flatten, hidden ReLU layers, 10 outputs) or ``cnn``.
@@ -69,7 +62,7 @@ class ClassifierConfig:
             hidden = tuple(self.hidden)
             object.__setattr__(self, "hidden", hidden)
             for w in hidden:
-                _positive_int("model", "hidden", w)
+                check_int("model.hidden", w, low=1)
 
     @property
     def hidden_widths(self) -> tuple[int, ...]:
@@ -121,7 +114,7 @@ class LinearStorage:
             if self.rank is None:
                 raise ValueError("storage 'sketch' needs a rank (e.g. rank=16, --sketch-rank 16)")
             if self.rank != "auto":
-                _positive_int("storage", "rank", self.rank)
+                check_int("storage.rank", self.rank, low=1)
         elif self.rank is not None:
             raise ValueError(f"rank={self.rank!r} needs storage 'sketch' (storage 'exact' keeps "
                              "every activation); drop the rank or use policy='sketch'")
@@ -130,15 +123,12 @@ class LinearStorage:
                              f"{', '.join(SKETCH_DTYPES)}")
         if self.policy == "exact" and self.sketch_dtype is not None:
             raise ValueError("sketch_dtype needs storage 'sketch'")
-        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) \
-                or not 0.0 <= self.beta < 1.0:
+        if not is_real(self.beta) or not 0.0 <= self.beta < 1.0:
             raise ValueError(f"storage.beta={self.beta!r} must satisfy 0 <= beta < 1 (the EMA "
                              "weight of the past); e.g. 0.9")
         if not isinstance(self.sketch_last, bool):
             raise ValueError(f"sketch_last must be True or False, got {self.sketch_last!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) \
-                or not 0 <= self.seed < _SEED_LIMIT:
-            raise ValueError(f"storage.seed must be an int in [0, 2**63), got {self.seed!r}")
+        check_seed("storage.seed", self.seed)
 
 
 @dataclass(frozen=True)
@@ -150,8 +140,8 @@ class MinibatchConfig:
     batch_size: int = 128
 
     def __post_init__(self) -> None:
-        _positive_int("batches", "epochs", self.epochs)
-        _positive_int("batches", "batch_size", self.batch_size)
+        check_int("batches.epochs", self.epochs, low=1)
+        check_int("batches.batch_size", self.batch_size, low=1)
 
 
 @dataclass(frozen=True)

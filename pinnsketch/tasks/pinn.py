@@ -26,7 +26,8 @@ from pinnsketch.model import MLP
 from pinnsketch.pde.conditions import Condition
 from pinnsketch.pde.derivatives import required_derivatives
 from pinnsketch.pde.problem import Problem
-from pinnsketch.pde.sampling import derive_seed, sample_interior
+from pinnsketch.pde.sampling import sample_interior
+from pinnsketch.seeds import derive_seed
 from pinnsketch.storage import StorageConfig, make_engine
 from pinnsketch.tasks.rank_driver import RankDriver
 
