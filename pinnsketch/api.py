@@ -22,6 +22,7 @@ from pinnsketch.control import (
     compressed_held_bytes,
     exact_points_within,
     format_bytes,
+    largest_fitting,
     parse_bytes,
     plan_budget,
     sketch_held_bytes,
@@ -211,7 +212,7 @@ def plan_memory(problem: Problem, model: ModelConfig, sampling: SamplingConfig,
         fits = exact_points_within(budget, widths, J, domain.dim, itemsize)
         message = f"memory budget {format_bytes(budget)}{per}: exact storage"
     elif storage.policy in ("quant8", "projection"):
-        fits = _largest_fitting(n, lambda x: compressed_held_bytes(
+        fits = largest_fitting(0, n, lambda x: compressed_held_bytes(
             storage.policy, x, widths, J, domain.dim, itemsize, storage.rank) <= budget)
         message = f"memory budget {format_bytes(budget)}{per}: {storage.policy} storage"
     elif storage.rank == "auto":
@@ -224,7 +225,7 @@ def plan_memory(problem: Problem, model: ModelConfig, sampling: SamplingConfig,
         return dataclasses.replace(sampling, collocation=points), controller, message
     else:
         ranks = storage.rank if isinstance(storage.rank, tuple) else (storage.rank,) * model.depth
-        fits = _largest_fitting(n, lambda x: sketch_held_bytes(
+        fits = largest_fitting(0, n, lambda x: sketch_held_bytes(
             x, widths, ranks, J, domain.dim, itemsize, storage.method, storage.exact_value)
             <= budget)
         message = f"memory budget {format_bytes(budget)}{per}: sketch storage at ranks {ranks}"
@@ -237,15 +238,6 @@ def plan_memory(problem: Problem, model: ModelConfig, sampling: SamplingConfig,
         f" ({-(-points // world_size)} per process)" if world_size > 1 else "") + (
         f" (reduced from the requested {total})" if points < total else "")
     return dataclasses.replace(sampling, collocation=points), controller, message
-
-
-def _largest_fitting(n: int, fits) -> int:
-    """The largest x in [0, n] with fits(x) (fits is monotone decreasing in x)."""
-    lo, hi = 0, n
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
-    return lo
 
 
 def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | None = None,

@@ -30,7 +30,8 @@ from pinnsketch.sketch.methods import check_method, held_numel
 from pinnsketch.sketch.quantize import quant8_numbytes
 
 __all__ = ["BudgetPlan", "compressed_held_bytes", "exact_held_bytes", "exact_points_within",
-           "format_bytes", "parse_bytes", "plan_budget", "sketch_held_bytes"]
+           "format_bytes", "largest_fitting", "parse_bytes", "plan_budget",
+           "sketch_held_bytes"]
 
 
 _UNITS = {
@@ -217,8 +218,13 @@ class BudgetPlan:
     message: str
 
 
-def _largest(lo: int, hi: int, fits) -> int:
-    """The largest x in [lo, hi] with fits(x), given fits(lo) and fits monotone (True, then False)."""
+def largest_fitting(lo: int, hi: int, fits) -> int:
+    """The largest x in [lo, hi] with fits(x), given fits(lo) and fits monotone (True, then
+    False), by bisection.
+
+    >>> largest_fitting(0, 100, lambda x: x * x <= 50)
+    7
+    """
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if fits(mid):
@@ -285,10 +291,10 @@ def plan_budget(budget_bytes: int, widths: Sequence[int], num_components: int, i
                 f"{format_bytes(smallest)} ({smallest} bytes); raise the budget to at least "
                 "that, or use a smaller network")
         wanted = n
-        n = _largest(1, n, lambda x: held(x, lo_rank) <= budget_bytes)
+        n = largest_fitting(1, n, lambda x: held(x, lo_rank) <= budget_bytes)
         note = (f"; reduced from the requested {wanted} points because rank {min_rank} at "
                 f"{wanted} points needs {format_bytes(held(wanted, lo_rank))}")
-    r = _largest(lo_rank, top, lambda x: held(n, x) <= budget_bytes)
+    r = largest_fitting(lo_rank, top, lambda x: held(n, x) <= budget_bytes)
     ranks = tuple(min(r, w) for w in widths)
     used = held(n, r)
     exact_n = exact_points_within(budget_bytes, widths, num_components, input_dim, itemsize)
