@@ -16,7 +16,14 @@ from typing import Any
 
 import torch
 
-from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig, to_dict
+from pinnsketch.config import (
+    ModelConfig,
+    OptimConfig,
+    PhaseConfig,
+    RunConfig,
+    SamplingConfig,
+    to_dict,
+)
 from pinnsketch.control import (
     RankController,
     compressed_held_bytes,
@@ -165,6 +172,10 @@ def _new_run_dir(run: RunConfig, config: dict[str, Any]) -> RunDirectory | None:
 def _build_task(problem, config, model, sampling, optim, storage, run,
                 controller=None, cluster: Cluster | None = None) -> PINNTask:
     cluster = cluster or current()
+    if any(p.optimizer == "lm" for p in optim.phases):
+        raise ValueError("optimizer 'lm' (Levenberg-Marquardt) needs the per-point residual "
+                         "Jacobian, which the PINN task does not provide yet; use lbfgs, bfgs, "
+                         "ssbfgs or ssbroyden")
     if run.threads:
         torch.set_num_threads(run.threads)
     if run.device.startswith("cuda") and not torch.cuda.is_available():
@@ -268,26 +279,25 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
         config = cluster.from_main(lambda: read_json(out / "config.json"))
         problem, model, sampling, optim, storage, run, controller = _configs_from(
             out, config, problem, allow_changed_problem)
-        optim = dataclasses.replace(optim, **{k: v for k, v in (("steps", steps), (
-            "lbfgs_steps", lbfgs_steps)) if v is not None})
         run = dataclasses.replace(run, **{k: v for k, v in (
             ("quiet", quiet), ("time_limit_s", time_limit_s), ("device", device),
             ("threads", threads)) if v is not None})
+        payload = cluster.from_main(lambda: load_checkpoint(out / "checkpoint.pt", config))
+        state = TrainState.from_dict(payload["train_state"])
+        optim = _extended(optim, state, steps, lbfgs_steps)
+        _check_time_left(state, run)
         new_config = _config_dict(problem, config["problem"].get("source"), model, sampling,
                                   optim, storage, run)
         for key in ("memory_budget", "controller"):
             if key in config:
                 new_config[key] = config[key]
-        payload = cluster.from_main(lambda: load_checkpoint(out / "checkpoint.pt", new_config))
-        state = TrainState.from_dict(payload["train_state"])
-        _check_continuation(state, optim, run)
         task = _build_task(problem, new_config, model, sampling, optim, storage, run,
                            controller, cluster)
         if state.task_state:
             task.restore_checkpoint_state(state.task_state)
-        if state.phase == "done" and (optim.steps > state.step
-                                      or optim.lbfgs_steps > state.lbfgs_iter):
-            state.phase = "adam" if optim.steps > state.step else "lbfgs"
+        state.phase = min(state.phase, next(
+            (i for i, p in enumerate(optim.phases) if state.phase_steps[i] < p.steps),
+            len(optim.phases)))
         state.stop_reason = None
         dtype = next(iter(payload["model"].values())).dtype
         task.set_dtype(dtype)
@@ -336,14 +346,43 @@ def _configs_from(out: Path, config: dict[str, Any], problem: Problem | None,
     return problem, model, sampling, optim, storage, run, controller
 
 
-def _check_continuation(state: TrainState, optim: OptimConfig, run: RunConfig) -> None:
-    """Refuse a continuation that would undo steps or stop at once on its time limit."""
-    if optim.steps < state.step:
-        raise ValueError(f"--steps {optim.steps} is below the {state.step} Adam steps this run "
-                         "has done; give at least that many (or omit --steps)")
-    if optim.lbfgs_steps < state.lbfgs_iter:
-        raise ValueError(f"--lbfgs-steps {optim.lbfgs_steps} is below the {state.lbfgs_iter} "
-                         "L-BFGS iterations this run has done; give at least that many")
+def _extended(optim: OptimConfig, state: TrainState, steps: int | None,
+              lbfgs_steps: int | None) -> OptimConfig:
+    """The schedule with more iterations: ``steps`` is the new total of Adam steps (the last
+    Adam phase grows), ``lbfgs_steps`` the new total of second-order iterations (the last
+    second-order phase grows). A phase can grow only while no later phase has begun, and
+    never below what it has done.
+
+    Raises:
+        ValueError: naming the flag, the steps done, and what would work.
+    """
+    phases = list(optim.phases)
+    done = list(state.phase_steps) + [0] * (len(phases) - len(state.phase_steps))
+    for target, second, flag in ((steps, False, "--steps"), (lbfgs_steps, True, "--lbfgs-steps")):
+        if target is None:
+            continue
+        kind = "second-order iterations" if second else "Adam steps"
+        ours = [i for i, p in enumerate(phases) if p.second_order == second]
+        have = sum(done[i] for i in ours)
+        if target < have:
+            raise ValueError(f"{flag} {target} is below the {have} {kind} this run has done; "
+                             f"give at least that many (or omit {flag})")
+        planned = sum(phases[i].steps for i in ours)
+        if target == planned:
+            continue
+        if not ours:
+            raise ValueError(f"{flag} {target}: this run has no phase of {kind} to extend (its "
+                             f"phases: {', '.join(f'{p.optimizer}:{p.steps}' for p in phases)})")
+        last = ours[-1]
+        if any(done[j] > 0 for j in range(last + 1, len(phases))):
+            raise ValueError(f"{flag} {target}: the {phases[last].optimizer} phase is over and a "
+                             "later phase has begun; only the last phase of a run can grow")
+        phases[last] = PhaseConfig(phases[last].optimizer, target - (planned - phases[last].steps))
+    return dataclasses.replace(optim, phases=tuple(phases))
+
+
+def _check_time_left(state: TrainState, run: RunConfig) -> None:
+    """Refuse a continuation that would stop at once on its time limit."""
     if run.time_limit_s and state.wall_time >= run.time_limit_s:
         raise ValueError(f"this run has used its time limit ({state.wall_time:.0f} s of "
                          f"{run.time_limit_s:g} s; the limit counts the whole run): give "
@@ -380,13 +419,17 @@ def _report(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path
     """
     metrics = task.evaluate()
     storage = config["storage"]
+    phases = OptimConfig(**config["optim"]).phases
     last = next((row for row in reversed(state.history) if row.get("loss") is not None), {})
     summary: dict[str, Any] = {
         "problem": config["problem"]["name"],
         "status": state.status,
         "stop_reason": state.stop_reason,
-        "steps": state.step,
-        "lbfgs_steps": state.lbfgs_iter,
+        "steps": state.steps_of(phases, second_order=False),
+        "lbfgs_steps": state.steps_of(phases, second_order=True),
+        "phases": [{"optimizer": p.optimizer, "steps": p.steps, "done": n, "ended": end}
+                   for p, n, end in zip(phases, state.phase_steps, state.phase_ends,
+                                        strict=False)],
         "wall_time_s": state.wall_time,
         "l2_relative_error": metrics.get("l2_relative_error"),
         "final_loss": last.get("loss"),

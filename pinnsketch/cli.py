@@ -25,8 +25,8 @@ _SAMPLING_ARGS = {"collocation": "collocation", "boundary_points": "boundary",
                   "initial_points": "initial", "sampler": "method",
                   "resample_every": "resample_every"}
 _OPTIM_ARGS = {"steps": "steps", "lr": "lr", "lr_decay": "lr_decay",
-               "lbfgs_steps": "lbfgs_steps", "lbfgs_dtype": "lbfgs_dtype",
-               "chunk_size": "chunk_size"}
+               "lbfgs_steps": "lbfgs_steps", "second_order_dtype": "second_order_dtype",
+               "lbfgs_history": "lbfgs_history", "chunk_size": "chunk_size"}
 _RUN_ARGS = {"seed": "seed", "device": "device", "dtype": "dtype", "eval_every": "eval_every",
              "threads": "threads", "time_limit": "time_limit_s", "monitor": "monitor",
              "monitor_rank": "monitor_rank", "monitor_every": "monitor_every"}
@@ -45,6 +45,7 @@ _RESUMABLE = {"command", "problem", "resume", "steps", "lbfgs_steps", "time_limi
 def _build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     from pinnsketch import __version__
     from pinnsketch.cli_classify import add_classify_parser, parse_sketch_rank
+    from pinnsketch.config import DEFAULT_PHASES, PHASE_OPTIMIZERS
     from pinnsketch.storage import SKETCH_METHODS, STORAGE_POLICIES
 
     parser = argparse.ArgumentParser(
@@ -73,13 +74,24 @@ def _build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     g.add_argument("--resample-every", type=int, default=None,
                    help="fresh points every K Adam steps, 0 = never (1000)")
     g = s.add_argument_group("optimisation")
-    g.add_argument("--steps", type=int, default=None, help="Adam steps (default 5000)")
+    g.add_argument("--optimizer", default=None, metavar="NAME:STEPS,...",
+                   help="the training phases in order, e.g. adam:5000,ssbroyden:20000; names: "
+                        + ", ".join(PHASE_OPTIMIZERS) + " (default "
+                        + ",".join(f"{p.optimizer}:{p.steps}" for p in DEFAULT_PHASES) + ")")
+    g.add_argument("--steps", type=int, default=None,
+                   help="shorthand: the Adam steps of the default schedule (0: no Adam)")
     g.add_argument("--lr", type=float, default=None, help="Adam learning rate (1e-3)")
     g.add_argument("--lr-decay", type=float, default=None,
                    help="final lr / initial lr, exponential schedule (0.1)")
-    g.add_argument("--lbfgs-steps", type=int, default=None, help="L-BFGS iterations (3000)")
-    g.add_argument("--lbfgs-dtype", choices=("float32", "float64"), default=None,
-                   help="float type of the L-BFGS phase (float64)")
+    g.add_argument("--lbfgs-steps", type=int, default=None,
+                   help="shorthand: an L-BFGS phase of this many iterations instead of the "
+                        "default second-order phase (0: none); with --resume, the new total of "
+                        "second-order iterations")
+    g.add_argument("--second-order-dtype", "--lbfgs-dtype", dest="second_order_dtype",
+                   choices=("float32", "float64"), default=None,
+                   help="float type of the second-order phases (float64)")
+    g.add_argument("--lbfgs-history", type=int, default=None,
+                   help="curvature pairs kept by L-BFGS (50)")
     g.add_argument("--weight", action="append", default=[], metavar="TERM=W",
                    help="loss weight of a term (pde or a condition name), repeatable")
     g.add_argument("--chunk-size", type=int, default=None,
@@ -184,7 +196,7 @@ def _fixed_on_resume(args: argparse.Namespace, defaults: dict[str, object]) -> l
 
 def _solve_or_resume(args: argparse.Namespace, cluster, defaults: dict[str, object]) -> int:
     from pinnsketch.api import load_problem, resume, solve
-    from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig
+    from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig, parse_phases
     from pinnsketch.pde.registry import parse_param_overrides
 
     if args.resume:
@@ -213,7 +225,8 @@ def _solve_or_resume(args: argparse.Namespace, cluster, defaults: dict[str, obje
     sampling = SamplingConfig(**_given(args, _SAMPLING_ARGS))
     weights = tuple((k, _number(v, f"--weight {k}={v}"))
                     for k, v in parse_param_overrides(args.weight, "--weight").items())
-    optim = OptimConfig(weights=weights, **_given(args, _OPTIM_ARGS))
+    phases = parse_phases(args.optimizer) if args.optimizer is not None else None
+    optim = OptimConfig(weights=weights, phases=phases, **_given(args, _OPTIM_ARGS))
     storage = _storage_config(args)
     seed = args.seed if args.seed is not None else 0
     out = args.out if args.out is not None else str(Path("runs") / f"{problem.name}-seed{seed}")

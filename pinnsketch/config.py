@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pinnsketch.activations import ACTIVATIONS
-from pinnsketch.checks import check_int, check_real
+from pinnsketch.checks import check_int, check_real, is_real
+from pinnsketch.optim import DEFAULT_DENSE_LIMIT_BYTES, OPTIMIZERS
 from pinnsketch.pde.sampling import SAMPLERS
 
-__all__ = ["ModelConfig", "SamplingConfig", "OptimConfig", "RunConfig", "DTYPES", "to_dict"]
+__all__ = ["ModelConfig", "SamplingConfig", "OptimConfig", "PhaseConfig", "RunConfig", "DTYPES",
+           "DEFAULT_PHASES", "PHASE_OPTIMIZERS", "parse_phases", "to_dict"]
 
 DTYPES = ("float32", "float64")
 
@@ -59,41 +61,141 @@ class SamplingConfig:
             raise ValueError(f"unknown sampler {self.method!r}; valid samplers: {', '.join(SAMPLERS)}")
 
 
-@dataclass(frozen=True)
-class OptimConfig:
-    """Adam with exponential learning-rate decay, then L-BFGS with strong-Wolfe line search.
+PHASE_OPTIMIZERS = ("adam", *OPTIMIZERS)
+"""Every optimizer a training phase can use: Adam, and the second-order methods of
+:mod:`pinnsketch.optim` (``lbfgs``, ``bfgs``, ``ssbfgs``, ``ssbroyden``, ``lm``)."""
 
-    The Adam learning rate decays as lr * lr_decay^(step / steps), so it ends at
-    lr * lr_decay. ``weights`` maps loss-term names ("pde", a condition's name) to weights;
-    a term not named keeps the weight its problem declares (``Condition.weight``, 1 for
-    "pde"). ``chunk_size`` > 0 accumulates gradients over chunks of at most that many
-    interior points (the loss is a mean over points, so the gradient is exact).
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    """One training phase: an optimizer and its number of iterations.
+
+    >>> PhaseConfig("ssbroyden", 20000)
+    PhaseConfig(optimizer='ssbroyden', steps=20000)
     """
 
-    steps: int = 5000
+    optimizer: str
+    steps: int
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in PHASE_OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: "
+                             f"{', '.join(PHASE_OPTIMIZERS)}")
+        check_int(f"optimizer {self.optimizer}: steps", self.steps, low=1)
+
+    @property
+    def second_order(self) -> bool:
+        """A line-search or Gauss-Newton phase (everything but Adam)."""
+        return self.optimizer != "adam"
+
+
+DEFAULT_PHASES = (PhaseConfig("adam", 5000), PhaseConfig("lbfgs", 3000))
+"""The default schedule (``pinnsketch solve PROBLEM`` without optimizer options)."""
+
+
+def parse_phases(text: str) -> tuple[PhaseConfig, ...]:
+    """``"adam:5000,ssbroyden:20000"`` -> the phases, in order (``--optimizer``).
+
+    >>> parse_phases("adam:100, bfgs:50")
+    (PhaseConfig(optimizer='adam', steps=100), PhaseConfig(optimizer='bfgs', steps=50))
+    """
+    phases = []
+    for item in (part.strip() for part in str(text).split(",")):
+        name, sep, steps = item.partition(":")
+        if not sep or not name.strip() or not steps.strip().isdigit():
+            raise ValueError(f"--optimizer {text!r}: each phase is NAME:STEPS with STEPS a "
+                             f"positive integer, e.g. adam:5000,ssbroyden:20000 (got {item!r}); "
+                             f"names: {', '.join(PHASE_OPTIMIZERS)}")
+        phases.append(PhaseConfig(name.strip(), int(steps)))
+    return tuple(phases)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The training schedule: a list of phases, each an optimizer and its iterations.
+
+    ``phases`` gives the schedule in full (``--optimizer adam:5000,ssbroyden:20000``).
+    Without it the schedule is :data:`DEFAULT_PHASES`, in which ``steps`` (if given) sets
+    the Adam steps and ``lbfgs_steps`` (if given) replaces the second-order phase by L-BFGS
+    with that many iterations (0 drops a phase). After construction ``phases`` holds the
+    resolved schedule and ``steps``/``lbfgs_steps`` are None.
+
+    Adam's learning rate decays exponentially over each Adam phase, lr * lr_decay^(i / n),
+    so it ends at lr * lr_decay. Second-order phases run in ``second_order_dtype`` on one
+    fixed batch of points; ``lbfgs_history`` is L-BFGS's number of curvature pairs; a dense
+    method (bfgs, ssbfgs, ssbroyden: a P x P float64 matrix) whose matrix would exceed
+    ``dense_limit_bytes`` runs L-BFGS instead and says so. ``weights`` maps loss-term names
+    ("pde", a condition's name) to weights; a term not named keeps the weight its problem
+    declares (``Condition.weight``, 1 for "pde"). ``chunk_size`` > 0 accumulates gradients
+    over chunks of at most that many interior points (the loss is a mean over points, so
+    the gradient is exact).
+
+    >>> OptimConfig(steps=100, lbfgs_steps=0).phases
+    (PhaseConfig(optimizer='adam', steps=100),)
+    """
+
+    steps: int | None = None
+    lbfgs_steps: int | None = None
+    phases: tuple[PhaseConfig, ...] | None = None
     lr: float = 1e-3
     lr_decay: float = 0.1
-    lbfgs_steps: int = 3000
-    lbfgs_dtype: str = "float64"
+    second_order_dtype: str = "float64"
     lbfgs_history: int = 50
+    dense_limit_bytes: int = DEFAULT_DENSE_LIMIT_BYTES
     weights: tuple[tuple[str, float], ...] = ()
     chunk_size: int = 0
 
     def __post_init__(self) -> None:
-        check_int("optim.steps", self.steps, low=0)
-        check_int("optim.lbfgs_steps", self.lbfgs_steps, low=0)
+        object.__setattr__(self, "phases", self._schedule())
+        object.__setattr__(self, "steps", None)
+        object.__setattr__(self, "lbfgs_steps", None)
         check_int("optim.lbfgs_history", self.lbfgs_history, low=1)
+        check_int("optim.dense_limit_bytes", self.dense_limit_bytes, low=8)
         check_int("optim.chunk_size", self.chunk_size, low=0)
         check_real("optim.lr", self.lr, low=0, low_open=True)
-        if not (0 < self.lr_decay <= 1):
+        if not (is_real(self.lr_decay) and 0 < self.lr_decay <= 1):
             raise ValueError(f"optim.lr_decay must be in (0, 1], got {self.lr_decay!r}")
-        if self.lbfgs_dtype not in DTYPES:
-            raise ValueError(f"optim.lbfgs_dtype must be one of {DTYPES}, got {self.lbfgs_dtype!r}")
-        if self.steps + self.lbfgs_steps == 0:
-            raise ValueError("optim: steps and lbfgs_steps are both 0; nothing to train")
+        if self.second_order_dtype not in DTYPES:
+            raise ValueError(f"optim.second_order_dtype must be one of {DTYPES}, got "
+                             f"{self.second_order_dtype!r}")
+        object.__setattr__(self, "weights", tuple((str(k), w) for k, w in self.weights))
         for name, w in self.weights:
-            if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
+            if not (is_real(w) and math.isfinite(w) and w >= 0):
                 raise ValueError(f"loss weight {name}={w!r} must be a finite number >= 0")
+
+    def _schedule(self) -> tuple[PhaseConfig, ...]:
+        if self.phases is not None:
+            if self.steps is not None or self.lbfgs_steps is not None:
+                raise ValueError("give either the phases (--optimizer) or steps / lbfgs_steps "
+                                 "(--steps / --lbfgs-steps), not both")
+            phases = tuple(p if isinstance(p, PhaseConfig) else PhaseConfig(**p)
+                           if isinstance(p, dict) else PhaseConfig(*p) for p in self.phases)
+            if not phases:
+                raise ValueError("optim.phases is empty; nothing to train")
+            return phases
+        if self.steps is not None:
+            check_int("optim.steps", self.steps, low=0)
+        if self.lbfgs_steps is not None:
+            check_int("optim.lbfgs_steps", self.lbfgs_steps, low=0)
+        adam, second = DEFAULT_PHASES
+        if self.steps is not None:
+            adam = PhaseConfig("adam", self.steps) if self.steps else None
+        if self.lbfgs_steps is not None:
+            second = PhaseConfig("lbfgs", self.lbfgs_steps) if self.lbfgs_steps else None
+        phases = tuple(p for p in (adam, second) if p is not None)
+        if not phases:
+            raise ValueError("optim: steps and lbfgs_steps are both 0; nothing to train")
+        return phases
+
+    @property
+    def adam_steps(self) -> int:
+        """Adam steps over the whole schedule."""
+        return sum(p.steps for p in self.phases if not p.second_order)
+
+    @property
+    def second_order_steps(self) -> int:
+        """Iterations of the second-order phases over the whole schedule."""
+        return sum(p.steps for p in self.phases if p.second_order)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def run_task(task: Task, optim: OptimConfig, run: RunConfig, state: TrainState,
                 finish(state)  # train() restored and checkpointed a consistent state
                 if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, RunInterrupted):
                     raise RunInterrupted("SIGINT", "interrupted inside a step; the last good "
-                                         f"state (step {state.step + state.lbfgs_iter}) "
+                                         f"state (step {state.iterations}) "
                                          "is saved") from None
                 raise
             return state, finish(state)

@@ -71,7 +71,7 @@ def test_classify_writes_every_file(mnist_dir, tmp_path):
         assert "0.weight" not in f["model_state"] and "1.weight" in f["model_state"]
         assert json.loads(f.attrs["summary"])["test_accuracy"] == s["test_accuracy"]
     config = json.loads((out / "config.json").read_text())
-    assert config["storage"]["rank"] == 4 and config["optim"]["lbfgs_steps"] == 0
+    assert config["storage"]["rank"] == 4 and config["optim"]["phases"] == [{"optimizer": "adam", "steps": 8}]
     assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert isinstance(r.model[1], SketchedLinear)
 

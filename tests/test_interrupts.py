@@ -48,7 +48,8 @@ def _consistent(out: Path) -> tuple[int, int]:
     summary = json.loads((out / "summary.json").read_text())
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     ts = ckpt["train_state"]
-    assert (ts["step"], ts["lbfgs_iter"]) == (summary["steps"], summary["lbfgs_steps"])
+    assert ts["phase_steps"] == [p["done"] for p in summary["phases"]]
+    assert sum(ts["phase_steps"]) == summary["steps"] + summary["lbfgs_steps"]
     with open(out / "history.csv") as f:
         rows = list(csv.DictReader(f))
     total = summary["steps"] + summary["lbfgs_steps"]

@@ -29,7 +29,8 @@ from pinnsketch.tasks.pinn import PINNTask
 F64 = torch.float64
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HISTORY_COLUMNS = {"step", "phase", "pde", "boundary", "initial", "loss", "lr", "wall_time_s",
-                   "l2_relative_error", "held_bytes_per_point"}
+                   "l2_relative_error", "held_bytes_per_point", "evaluations", "step_length",
+                   "line_search"}
 SUMMARY_KEYS = {"problem", "steps", "wall_time_s", "l2_relative_error", "peak_rss_bytes", "seed",
                 "status", "held_bytes_per_point", "storage"}
 ROUNDOFF = 1e-12
@@ -85,13 +86,17 @@ def test_solve_writes_every_file(tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     assert config["problem"] == {"name": "heat", "source": {"builtin": "heat"},
                                  "params": {"alpha": 0.1, "b": 0.5}}
-    assert config["model"]["width"] == 8 and config["optim"]["steps"] == 20
+    assert config["model"]["width"] == 8
+    assert config["optim"]["phases"] == [{"optimizer": "adam", "steps": 20},
+                                         {"optimizer": "lbfgs", "steps": 10}]
 
     rows = _history(out)
     assert set(rows[0].keys()) == HISTORY_COLUMNS
     steps = [int(r["step"]) for r in rows]
-    assert steps == list(range(1, 21)) + [30]  # Adam steps, then one L-BFGS chunk of 10
-    assert [r["phase"] for r in rows] == ["adam"] * 20 + ["lbfgs"]
+    assert steps == list(range(1, 31))  # 20 Adam steps, then 10 L-BFGS iterations
+    assert [r["phase"] for r in rows] == ["adam"] * 20 + ["lbfgs"] * 10
+    assert {r["line_search"] for r in rows[20:]} <= {"ok", "skipped", "reset"}
+    assert all(int(r["evaluations"]) >= 1 for r in rows[20:])
     evaluated = [int(r["step"]) for r in rows if r["l2_relative_error"]]
     assert evaluated == [10, 20, 30]
     for r in rows:
@@ -113,7 +118,7 @@ def test_solve_writes_every_file(tmp_path, capsys):
     ckpt = _checkpoint(out)
     assert ckpt["format"] == "pinnsketch-checkpoint/2"
     assert ckpt["train_state"]["status"] == "completed"
-    assert ckpt["train_state"]["step"] == 20 and ckpt["train_state"]["lbfgs_iter"] == 10
+    assert ckpt["train_state"]["phase_steps"] == [20, 10]
 
     with h5py.File(out / "result.h5", "r") as f:
         shape = (101, 101)
@@ -237,8 +242,8 @@ def test_resume_continues_history(extended_run):
     assert rows[:20] == first  # the first 20 rows are kept as they were
     summary = _summary(out)
     assert summary["steps"] == 40 and summary["status"] == "completed"
-    assert json.loads((out / "config.json").read_text())["optim"]["steps"] == 40
-    assert _checkpoint(out)["train_state"]["step"] == 40
+    assert json.loads((out / "config.json").read_text())["optim"]["phases"][0]["steps"] == 40
+    assert _checkpoint(out)["train_state"]["phase_steps"] == [40]
     _no_tmp_files(out)
 
 
@@ -334,7 +339,7 @@ def test_divergence_exit_3(tmp_path, monkeypatch, capsys, tiny_args):
     assert summary["status"] == "diverged" and summary["steps"] == 5
     ckpt = _checkpoint(out)
     assert ckpt["train_state"]["status"] == "diverged"
-    assert ckpt["train_state"]["step"] == 5
+    assert ckpt["train_state"]["phase_steps"] == [5]
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
     assert [int(r["step"]) for r in _history(out)] == [1, 2, 3, 4, 5]
     assert math.isfinite(summary["l2_relative_error"])
@@ -347,14 +352,14 @@ def test_interrupt_exit_130_then_resume_is_exact(tmp_path, monkeypatch, capsys, 
               "--resample-every", "4", *tiny_args]
     fault = _Fault(monkeypatch, k=13, kind="interrupt")  # Ctrl-C inside step 13's backward
     assert main(["solve", "heat", "--out", str(a), *common]) == 130
-    assert "the step in progress was abandoned; every finished step is saved" \
+    assert "the iteration in progress was abandoned; every finished step is saved" \
         in capsys.readouterr().err
     assert _summary(a)["status"] == "interrupted"
     rows = _history(a)
     ckpt = _checkpoint(a)
     assert ckpt["train_state"]["status"] == "interrupted"
     # the 12 finished steps are kept (before: back to step 10, the last evaluation)
-    assert ckpt["train_state"]["step"] == int(rows[-1]["step"]) == 12
+    assert ckpt["train_state"]["phase_steps"] == [12] and int(rows[-1]["step"]) == 12
     assert [int(r["step"]) for r in rows] == list(range(1, 13))
     _no_tmp_files(a)
 
