@@ -212,6 +212,15 @@ class Box(DomainBase):
         norm = normals.norm(dim=1, keepdim=True)
         return torch.where(norm > 0, normals / norm.clamp_min(1e-300), normals)
 
+    def corners(self) -> Points:
+        """(2^k, d) the corners of the spatial box (at the lower end of time, if any)."""
+        if not self.spatial:
+            return torch.zeros(0, self.dim, dtype=torch.float64)
+        axes = [torch.tensor([a, b] if nm != self.time else [a], dtype=torch.float64)
+                for nm, a, b in zip(self.names, self.lo, self.hi)]
+        mesh = torch.meshgrid(*axes, indexing="ij")
+        return torch.stack([m.reshape(-1) for m in mesh], dim=1)
+
     @property
     def boundary_unit_dim(self) -> int:
         """Columns of the unit points that :meth:`boundary_map` reads."""

@@ -49,9 +49,9 @@ __all__ = ["Domain", "Geometry", "EvaluationPoints", "Disk", "Polygon", "Union",
            "Intersection", "GeometryXTime", "sample_boundary_where"]
 
 F64 = torch.float64
-MAX_ROUNDS = 40
-"""Rounds of candidate draws before a sampler gives up (each round aims at all missing points
-with 10% to spare, so more than a few rounds means a (nearly) empty set)."""
+MAX_CANDIDATES = 1_000_000
+"""A sampler gives up on a set that keeps fewer than 1 in 1000 of its candidates after
+max(MAX_CANDIDATES, 1000 n) of them (a (nearly) empty set: a mistake in its definition)."""
 
 BoundarySelector = tuple[str, ...] | Callable[[Points], Tensor] | None
 
@@ -90,6 +90,8 @@ class Domain(Protocol):
 
     def sample_boundary(self, n: int, method: str, seed: int, dtype: torch.dtype = F64,
                         on: BoundarySelector = None) -> tuple[Points, Points]: ...
+
+    def corners(self) -> Points: ...
 
     def evaluation_points(self, n_per_axis: int = 101) -> EvaluationPoints: ...
 
@@ -145,8 +147,9 @@ def _draw_until(n: int, dim: int, method: str, seed: int, guess: float,
                 ) -> tuple[Tensor, ...]:
     """The first n kept candidates: unit points of [0, 1)^dim drawn in rounds (round 0 from
     ``seed``, round r from ``derive_seed(seed, r)``), each round sized from the kept fraction
-    so far (``guess`` before any), mapped and filtered by ``candidates(unit) -> (tensors,
-    keep)``. Deterministic: the same arguments give the same points."""
+    so far (``guess`` before any; at most 8 times the previous round), mapped and filtered by
+    ``candidates(unit) -> (tensors, keep)``. Deterministic: the same arguments give the same
+    points."""
     check_sampler(method)
     if not isinstance(n, int) or n < 0:
         raise ValueError(f"need a number of points n >= 0, got {n!r}")
@@ -154,18 +157,19 @@ def _draw_until(n: int, dim: int, method: str, seed: int, guess: float,
         tensors, keep = candidates(torch.zeros(0, dim, dtype=F64))
         return tuple(t[keep] for t in tensors)
     parts: list[tuple[Tensor, ...]] = []
-    found = drawn = 0
-    fraction = guess
-    for r in range(MAX_ROUNDS):
-        m = math.ceil((n - found) / max(fraction, 1e-6) * 1.1) + 16
+    found = drawn = r = 0
+    m = math.ceil(n / guess * 1.1) + 16
+    while drawn < max(MAX_CANDIDATES, 1000 * n) or found * 1000 >= drawn:
         unit = unit_cube(method, m, dim, seed if r == 0 else derive_seed(seed, r), F64)
         tensors, keep = candidates(unit)
         parts.append(tuple(t[keep] for t in tensors))
         found += int(keep.sum())
         drawn += m
+        r += 1
         if found >= n:
             return tuple(torch.cat(cols)[:n] for cols in zip(*parts))
-        fraction = max(found, 1) / (2.0 * drawn if found == 0 else drawn)
+        wanted = math.ceil((n - found) * drawn / found * 1.1) + 16 if found else 8 * m
+        m = min(wanted, 8 * m)
     raise RuntimeError(f"found only {found} of {n} points in {drawn} candidates: the set fills "
                        f"about {found / drawn:.2g} of what its sampler covers (is it empty?)")
 
@@ -198,7 +202,9 @@ def sample_boundary_where(domain: Domain, on: Callable[[Points], Tensor] | None,
             keep = keep & sel
         return (pts, nrm), keep
 
-    pts, nrm = _draw_until(n, domain.boundary_unit_dim, method, seed, 0.5, candidates)
+    # a primitive's map lands on its boundary (all kept); a combination's or a predicate's not
+    guess = 0.5 if on is not None or isinstance(domain, _Combination) else 1.0
+    pts, nrm = _draw_until(n, domain.boundary_unit_dim, method, seed, guess, candidates)
     return pts.to(dtype), nrm.to(dtype)
 
 
@@ -217,6 +223,10 @@ class Geometry(DomainBase):
     def fill_fraction(self) -> float:
         """A guess of the fraction of the bounding box inside the set (sizes the first round)."""
         return 0.5
+
+    def corners(self) -> Points:
+        """(K, d) points where the boundary is not smooth (kept in evaluation points); none."""
+        return torch.zeros(0, self.dim, dtype=F64)
 
     def sample_interior(self, n: int, method: str, seed: int, dtype: torch.dtype = F64,
                         rows: slice | None = None) -> Points:
@@ -264,7 +274,7 @@ class Geometry(DomainBase):
         m = max(math.ceil(self.boundary_map_measure / h), 8)
         unit = ((torch.arange(m, dtype=F64) + 0.5) / m)[:, None]
         bpts, _, keep = self.boundary_map(unit)
-        bpts = torch.unique(bpts[keep], dim=0)  # a 1-D set's map repeats its end points
+        bpts = torch.unique(torch.cat([bpts[keep], self.corners()]), dim=0)  # 1-D: repeated ends
         if self.dim != 2:
             return EvaluationPoints(self.names, torch.cat([grid, bpts]))
         from scipy.spatial import cKDTree
@@ -540,6 +550,10 @@ class Polygon(Geometry):
     def boundary_unit_dim(self) -> int:
         return 1
 
+    def corners(self) -> Points:
+        """The vertices."""
+        return self._v
+
     @property
     def boundary_map_measure(self) -> float:
         """The perimeter."""
@@ -630,6 +644,12 @@ class _Combination(Geometry):
         n_b = self.b.boundary_normal(points, tol) * (-1.0 if self.flip_b else 1.0)
         out = torch.where(part_a[:, None], self.a.boundary_normal(points, tol), torch.zeros_like(n_b))
         return torch.where(part_b[:, None], n_b, out)
+
+    def corners(self) -> Points:
+        """The operands' corners that lie on this set's boundary (the points where the two
+        boundaries cross are not found)."""
+        c = torch.cat([self.a.corners(), self.b.corners()])
+        return c[self.on_boundary(c)] if c.shape[0] else c
 
     @property
     def boundary_unit_dim(self) -> int:
@@ -783,6 +803,10 @@ class GeometryXTime(Geometry):
 
     def fill_fraction(self) -> float:
         return self.space.fill_fraction() if isinstance(self.space, Geometry) else 0.5
+
+    def corners(self) -> Points:
+        """None: the corners of the space are edges here."""
+        return torch.zeros(0, self.dim, dtype=F64)
 
     def _in_time(self, points: Points, tol: float) -> Tensor:
         t = _as_points(points)[:, -1]
