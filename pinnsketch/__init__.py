@@ -29,6 +29,7 @@ from pinnsketch.pde.geometry import (
     Union,
 )
 from pinnsketch.pde.problem import EvaluationGrid, Problem, uniform_grid
+from pinnsketch.pde.spectral import etdrk4_periodic
 from pinnsketch.storage import StorageConfig
 from pinnsketch.train import TrainingDiverged
 
@@ -38,7 +39,7 @@ __all__ = [
     "Domain", "Disk", "Polygon", "Union", "Difference", "Intersection", "GeometryXTime",
     "Derivatives", "Dirichlet", "Neumann", "Initial", "Periodic",
     "Robin", "InitialVelocity", "PointData",
-    "Problem", "EvaluationGrid", "uniform_grid",
+    "Problem", "EvaluationGrid", "uniform_grid", "etdrk4_periodic",
     "ModelConfig", "SamplingConfig", "OptimConfig", "RunConfig", "StorageConfig",
     "solve", "resume", "load_problem", "SolveResult", "TrainingDiverged",
     "classify", "ClassifyResult", "RankController",
