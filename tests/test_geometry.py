@@ -494,3 +494,62 @@ def test_parity_with_deepxde_geometry():
     p = _box_points(HOLED, 3000, seed=8)
     far = ~HOLED.on_boundary(p, tol=1e-5) & ~SQUARE.on_boundary(p, tol=1e-5)
     assert np.array_equal(dh.inside(p.numpy())[far.numpy()], HOLED.inside(p)[far].numpy())
+
+
+# ----- a problem on a protocol domain goes through the training task -----
+
+def test_disk_problem_samples_and_trains(tmp_path):
+    """-laplacian u = -4 on the unit disk, u = x^2 + y^2 = 1 on the circle, a Neumann half
+    (du/dn = 2 on x > 0): the task samples inside the disk and on the circle, with normals."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from pinnsketch import (
+        ModelConfig,
+        OptimConfig,
+        Problem,
+        RunConfig,
+        SamplingConfig,
+        StorageConfig,
+        solve,
+    )
+    from pinnsketch.tasks.pinn import PINNTask
+
+    @dataclass(frozen=True)
+    class DiskPoisson(Problem):
+        name: ClassVar[str] = "disk_poisson"
+
+        @property
+        def domain(self):
+            return Disk((0.0, 0.0), 1.0)
+
+        def residual(self, d):
+            return -d.laplacian + 4.0
+
+        def conditions(self):
+            return (Dirichlet(1.0, on=lambda p: p[:, 0] <= 0, name="left"),
+                    Neumann(2.0, on=lambda p: p[:, 0] > 0, name="right"))
+
+        def reference(self, points):
+            return (points**2).sum(1)
+
+    problem = DiskPoisson()
+    task = PINNTask(problem, ModelConfig(width=8, depth=2),
+                    SamplingConfig(collocation=200, boundary=40, initial=8), OptimConfig(),
+                    StorageConfig(policy="exact"), seed=0,
+                    dtype=torch.float64)
+    batch = task.sample(0)
+    inner, _ = batch.sets["pde"]
+    assert inner.shape == (200, 2) and (inner.norm(dim=1) <= 1).all()
+    right, normals = batch.sets["right"]
+    assert torch.allclose(normals, right, atol=1e-15) and (right[:, 0] > 0).all()
+    for name in ("left", "right"):  # the exact solution zeroes every residual
+        pts, nrm = batch.sets[name]
+        d = _derivatives(problem.domain, pts, problem.reference)
+        cond = {c.label: c for c in problem.conditions()}[name]
+        assert float(cond.residual(d, nrm).detach().abs().max()) <= 1e-14
+    result = solve(problem, model=ModelConfig(width=8, depth=2),
+                   sampling=SamplingConfig(collocation=64, boundary=16, initial=8),
+                   optim=OptimConfig(steps=3, lbfgs_steps=0),
+                   run=RunConfig(quiet=True, out=str(tmp_path / "run")))
+    assert result.summary["steps"] == 3 and set(result.task.term_names) == {"pde", "left", "right"}
