@@ -355,15 +355,15 @@ class Disk(Geometry):
         rel = _as_points(points) - torch.tensor(self.center, dtype=F64)
         return rel, rel.norm(dim=1)
 
-    def inside(self, points, tol=None):
+    def inside(self, points: Points, tol: float | None = None) -> Tensor:
         tol = self.tol if tol is None else tol
         return self._radial(points)[1] <= self.radius + tol
 
-    def on_boundary(self, points, tol=None):
+    def on_boundary(self, points: Points, tol: float | None = None) -> Tensor:
         tol = self.tol if tol is None else tol
         return (self._radial(points)[1] - self.radius).abs() <= tol
 
-    def boundary_normal(self, points, tol=None):
+    def boundary_normal(self, points: Points, tol: float | None = None) -> Points:
         rel, r = self._radial(points)
         on = self.on_boundary(points, tol)
         return torch.where(on[:, None], rel / r.clamp_min(1e-300)[:, None], torch.zeros_like(rel))
@@ -377,7 +377,7 @@ class Disk(Geometry):
         """The circumference 2 pi r."""
         return 2 * math.pi * self.radius
 
-    def boundary_map(self, unit):
+    def boundary_map(self, unit: Points) -> tuple[Points, Points, Tensor]:
         theta = 2 * math.pi * unit[:, 0].to(F64)
         normals = torch.stack([torch.cos(theta), torch.sin(theta)], dim=1)
         points = torch.tensor(self.center, dtype=F64) + self.radius * normals
@@ -528,16 +528,16 @@ class Polygon(Geometry):
 
         return _by_chunks(odd, _as_points(points), len(a))
 
-    def inside(self, points, tol=None):
+    def inside(self, points: Points, tol: float | None = None) -> Tensor:
         return self._crossing_inside(points) | self.on_boundary(points, tol)
 
-    def on_boundary(self, points, tol=None):
+    def on_boundary(self, points: Points, tol: float | None = None) -> Tensor:
         tol = self.tol if tol is None else tol
         if points.shape[0] == 0:
             return torch.zeros(0, dtype=torch.bool)
         return self._edge_distance(points).min(1).values <= tol
 
-    def boundary_normal(self, points, tol=None):
+    def boundary_normal(self, points: Points, tol: float | None = None) -> Points:
         """Outward unit normal of the edge a point lies on; at a vertex the normalised sum of
         its two edges' normals; zero off the boundary."""
         tol = self.tol if tol is None else tol
@@ -560,7 +560,7 @@ class Polygon(Geometry):
         a, b = self._edges
         return float((b - a).norm(dim=1).sum())
 
-    def boundary_map(self, unit):
+    def boundary_map(self, unit: Points) -> tuple[Points, Points, Tensor]:
         a, b = self._edges
         lengths = (b - a).norm(dim=1)
         ends = torch.cat([torch.zeros(1, dtype=F64), torch.cumsum(lengths, 0)])
@@ -634,11 +634,11 @@ class _Combination(Geometry):
         part_b = ~part_a & self.b.on_boundary(p, tol) & self._keep_b(p, tol)
         return part_a, part_b
 
-    def on_boundary(self, points, tol=None):
+    def on_boundary(self, points: Points, tol: float | None = None) -> Tensor:
         part_a, part_b = self._parts(points, tol)
         return part_a | part_b
 
-    def boundary_normal(self, points, tol=None):
+    def boundary_normal(self, points: Points, tol: float | None = None) -> Points:
         tol = self.tol if tol is None else tol
         part_a, part_b = self._parts(points, tol)
         n_b = self.b.boundary_normal(points, tol) * (-1.0 if self.flip_b else 1.0)
@@ -660,7 +660,7 @@ class _Combination(Geometry):
         """Both operands' parametrised boundaries (more than the result's boundary)."""
         return self.a.boundary_map_measure + self.b.boundary_map_measure
 
-    def boundary_map(self, unit):
+    def boundary_map(self, unit: Points) -> tuple[Points, Points, Tensor]:
         u = unit.to(F64)
         split = self.a.boundary_map_measure / self.boundary_map_measure
         to_a = u[:, 0] < split
@@ -688,22 +688,22 @@ class Union(_Combination):
     """a | b: points in either; its boundary, the parts of each boundary outside the other."""
 
     @property
-    def lo(self):
+    def lo(self) -> tuple[float, ...]:
         return tuple(min(x, y) for x, y in zip(self.a.lo, self.b.lo))
 
     @property
-    def hi(self):
+    def hi(self) -> tuple[float, ...]:
         return tuple(max(x, y) for x, y in zip(self.a.hi, self.b.hi))
 
-    def inside(self, points, tol=None):
+    def inside(self, points: Points, tol: float | None = None) -> Tensor:
         tol = self.tol if tol is None else tol
         return self.a.inside(points, tol) | self.b.inside(points, tol)
 
-    def _keep_a(self, p, n_a, tol):
+    def _keep_a(self, p: Points, n_a: Points, tol: float) -> Tensor:
         on_b, agree = self._agree(p, n_a, self.b, tol)
         return ~_interior(self.b, p, tol) & (~on_b | agree)
 
-    def _keep_b(self, p, tol):
+    def _keep_b(self, p: Points, tol: float) -> Tensor:
         return ~self.a.inside(p, tol)
 
 
@@ -717,22 +717,22 @@ class Intersection(_Combination):
             raise ValueError("Intersection of domains whose bounding boxes do not overlap is empty")
 
     @property
-    def lo(self):
+    def lo(self) -> tuple[float, ...]:
         return tuple(max(x, y) for x, y in zip(self.a.lo, self.b.lo))
 
     @property
-    def hi(self):
+    def hi(self) -> tuple[float, ...]:
         return tuple(min(x, y) for x, y in zip(self.a.hi, self.b.hi))
 
-    def inside(self, points, tol=None):
+    def inside(self, points: Points, tol: float | None = None) -> Tensor:
         tol = self.tol if tol is None else tol
         return self.a.inside(points, tol) & self.b.inside(points, tol)
 
-    def _keep_a(self, p, n_a, tol):
+    def _keep_a(self, p: Points, n_a: Points, tol: float) -> Tensor:
         on_b, agree = self._agree(p, n_a, self.b, tol)
         return self.b.inside(p, tol) & (~on_b | agree)
 
-    def _keep_b(self, p, tol):
+    def _keep_b(self, p: Points, tol: float) -> Tensor:
         return _interior(self.a, p, tol)
 
 
@@ -744,22 +744,22 @@ class Difference(_Combination):
     flip_b: bool = field(default=True, init=False)
 
     @property
-    def lo(self):
+    def lo(self) -> tuple[float, ...]:
         return tuple(self.a.lo)
 
     @property
-    def hi(self):
+    def hi(self) -> tuple[float, ...]:
         return tuple(self.a.hi)
 
-    def inside(self, points, tol=None):
+    def inside(self, points: Points, tol: float | None = None) -> Tensor:
         tol = self.tol if tol is None else tol
         return self.a.inside(points, tol) & ~_interior(self.b, points, tol)
 
-    def _keep_a(self, p, n_a, tol):
+    def _keep_a(self, p: Points, n_a: Points, tol: float) -> Tensor:
         on_b, agree = self._agree(p, n_a, self.b, tol)
         return ~_interior(self.b, p, tol) & ~(on_b & agree)
 
-    def _keep_b(self, p, tol):
+    def _keep_b(self, p: Points, tol: float) -> Tensor:
         return _interior(self.a, p, tol)
 
 
@@ -812,16 +812,16 @@ class GeometryXTime(Geometry):
         t = _as_points(points)[:, -1]
         return (t >= self.t0 - tol) & (t <= self.t1 + tol)
 
-    def inside(self, points, tol=None):
+    def inside(self, points: Points, tol: float | None = None) -> Tensor:
         tol = self.tol if tol is None else tol
         return self.space.inside(points[:, :-1], tol) & self._in_time(points, tol)
 
-    def on_boundary(self, points, tol=None):
+    def on_boundary(self, points: Points, tol: float | None = None) -> Tensor:
         """The lateral boundary: space boundary x [t0, t1]."""
         tol = self.tol if tol is None else tol
         return self.space.on_boundary(points[:, :-1], tol) & self._in_time(points, tol)
 
-    def boundary_normal(self, points, tol=None):
+    def boundary_normal(self, points: Points, tol: float | None = None) -> Points:
         tol = self.tol if tol is None else tol
         n = self.space.boundary_normal(points[:, :-1], tol)
         n = n * self._in_time(points, tol)[:, None].to(n.dtype)
@@ -835,7 +835,7 @@ class GeometryXTime(Geometry):
     def boundary_map_measure(self) -> float:
         return self.space.boundary_map_measure * (self.t1 - self.t0)
 
-    def boundary_map(self, unit):
+    def boundary_map(self, unit: Points) -> tuple[Points, Points, Tensor]:
         u = unit.to(F64)
         p, n, keep = self.space.boundary_map(u[:, : self.space.boundary_unit_dim])
         t = self.t0 + u[:, -1:] * (self.t1 - self.t0)
