@@ -112,7 +112,7 @@ class GridSolution:
         if bad.any():
             raise ValueError(f"{int(bad.sum())} points lie outside the solved domain "
                              f"(first: {p[np.argmax(bad)].tolist()})")
-        return torch.from_numpy(out).to(points.dtype)
+        return torch.from_numpy(out).to(dtype=points.dtype, device=points.device)
 
 
 def _cubic_weights(a: np.ndarray) -> list[np.ndarray]:

@@ -352,7 +352,8 @@ class Disk(Geometry):
         return math.pi / 4
 
     def _radial(self, points: Points) -> tuple[Points, Tensor]:
-        rel = _as_points(points) - torch.tensor(self.center, dtype=F64)
+        p = _as_points(points)
+        rel = p - torch.tensor(self.center, dtype=F64, device=p.device)
         return rel, rel.norm(dim=1)
 
     def inside(self, points: Points, tol: float | None = None) -> Tensor:
@@ -380,8 +381,8 @@ class Disk(Geometry):
     def boundary_map(self, unit: Points) -> tuple[Points, Points, Tensor]:
         theta = 2 * math.pi * unit[:, 0].to(F64)
         normals = torch.stack([torch.cos(theta), torch.sin(theta)], dim=1)
-        points = torch.tensor(self.center, dtype=F64) + self.radius * normals
-        return points, normals, torch.ones(unit.shape[0], dtype=torch.bool)
+        points = torch.tensor(self.center, dtype=F64, device=unit.device) + self.radius * normals
+        return points, normals, torch.ones(unit.shape[0], dtype=torch.bool, device=unit.device)
 
 
 # ----- polygon -----
@@ -474,6 +475,10 @@ class Polygon(Geometry):
         a = self._v
         return a, torch.roll(a, -1, dims=0)
 
+    def _edges_on(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        a, b = self._edges
+        return a.to(device), b.to(device)
+
     @property
     def _signed_area(self) -> float:
         a, b = self._edges
@@ -505,7 +510,7 @@ class Polygon(Geometry):
 
     def _edge_distance(self, points: Points) -> Tensor:
         """(N, E) distance of each point to each edge."""
-        a, b = self._edges
+        a, b = self._edges_on(points.device)
         d = b - a
 
         def dist(p):
@@ -517,7 +522,7 @@ class Polygon(Geometry):
 
     def _crossing_inside(self, points: Points) -> Tensor:
         """(N,) even-odd rule: a ray to +x crosses the boundary an odd number of times."""
-        a, b = self._edges
+        a, b = self._edges_on(points.device)
 
         def odd(p):
             px, py = p[:, :1], p[:, 1:]
@@ -534,7 +539,7 @@ class Polygon(Geometry):
     def on_boundary(self, points: Points, tol: float | None = None) -> Tensor:
         tol = self.tol if tol is None else tol
         if points.shape[0] == 0:
-            return torch.zeros(0, dtype=torch.bool)
+            return torch.zeros(0, dtype=torch.bool, device=points.device)
         return self._edge_distance(points).min(1).values <= tol
 
     def boundary_normal(self, points: Points, tol: float | None = None) -> Points:
@@ -542,7 +547,7 @@ class Polygon(Geometry):
         its two edges' normals; zero off the boundary."""
         tol = self.tol if tol is None else tol
         on_edge = (self._edge_distance(points) <= tol).to(F64)  # (N, E)
-        summed = on_edge @ self.edge_normals
+        summed = on_edge @ self.edge_normals.to(points.device)
         norm = summed.norm(dim=1, keepdim=True)
         return torch.where(norm > 0, summed / norm.clamp_min(1e-300), summed)
 
@@ -561,14 +566,15 @@ class Polygon(Geometry):
         return float((b - a).norm(dim=1).sum())
 
     def boundary_map(self, unit: Points) -> tuple[Points, Points, Tensor]:
-        a, b = self._edges
+        a, b = self._edges_on(unit.device)
         lengths = (b - a).norm(dim=1)
-        ends = torch.cat([torch.zeros(1, dtype=F64), torch.cumsum(lengths, 0)])
+        ends = torch.cat([torch.zeros(1, dtype=F64, device=unit.device), torch.cumsum(lengths, 0)])
         s = unit[:, 0].to(F64) * ends[-1]
         e = torch.clamp(torch.searchsorted(ends[1:-1], s, right=True), 0, len(lengths) - 1)
         local = ((s - ends[e]) / lengths[e]).clamp(0.0, 1.0)[:, None]
         points = a[e] + local * (b[e] - a[e])
-        return points, self.edge_normals[e], torch.ones(unit.shape[0], dtype=torch.bool)
+        return (points, self.edge_normals.to(unit.device)[e],
+                torch.ones(unit.shape[0], dtype=torch.bool, device=unit.device))
 
 
 # ----- set combinations -----
@@ -664,9 +670,9 @@ class _Combination(Geometry):
         u = unit.to(F64)
         split = self.a.boundary_map_measure / self.boundary_map_measure
         to_a = u[:, 0] < split
-        points = torch.empty(u.shape[0], self.dim, dtype=F64)
+        points = torch.empty(u.shape[0], self.dim, dtype=F64, device=u.device)
         normals = torch.empty_like(points)
-        keep = torch.zeros(u.shape[0], dtype=torch.bool)
+        keep = torch.zeros(u.shape[0], dtype=torch.bool, device=u.device)
         tol = self.tol
         for g, rows, lo, width in ((self.a, to_a, 0.0, split), (self.b, ~to_a, split, 1.0 - split)):
             if not bool(rows.any()):

@@ -125,9 +125,9 @@ class PeriodicSpectralSolution:
                              "(the solved interval)")
         j = torch.clamp(torch.floor(s.detach()).long(), 0, max(last - 1, 0))
         tau = s - j.to(s.dtype)
-        k = torch.as_tensor(self.wavenumbers, dtype=points.dtype)
+        k = torch.as_tensor(self.wavenumbers, dtype=points.dtype, device=points.device)
         scale = [1.0, self.snapshot_dt, self.snapshot_dt**2]
-        stacks = [torch.as_tensor(np.stack([c.real, c.imag]), dtype=points.dtype)
+        stacks = [torch.as_tensor(np.stack([c.real, c.imag]), dtype=points.dtype, device=points.device)
                   for c in (self.coeffs, self.coeffs_t, self.coeffs_tt)]  # (2, S, K) each
         if not points.requires_grad:  # grids repeat their x values: one series per distinct x
             xu, inv = torch.unique(points[:, 0], return_inverse=True)
@@ -141,7 +141,7 @@ class PeriodicSpectralSolution:
                 cols = [(j + e) + o * n_snap for e in (0, 1) for o in (0, 1, 2)]
                 vals = torch.stack([table[inv, c] * scale[i % 3] for i, c in enumerate(cols)], 1)
                 return (vals * torch.stack(_hermite5(tau), dim=1)).sum(1)
-        out = torch.zeros(points.shape[0], dtype=points.dtype)
+        out = torch.zeros(points.shape[0], dtype=points.dtype, device=points.device)
         order = torch.argsort(j)
         groups, counts = torch.unique_consecutive(j[order], return_counts=True)
         pieces, start = [], 0
