@@ -2,7 +2,9 @@
 
 Uses matplotlib's non-interactive Agg backend through the object API (no pyplot state).
 A 1-D field is a line; a 2-D field an image over the two coordinates; a 3-D field is
-shown on its middle slice of the last coordinate.
+shown on its middle slice of the last coordinate. A field on a non-grid point set (a disk, a
+polygon, their combinations) is drawn on a triangulation of the points
+(:func:`plot_triangulated`, ``matplotlib.tri``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import numpy as np
 
 from pinnsketch.results import atomic_write
 
-__all__ = ["plot_field", "plot_history", "plot_columns", "new_figure", "save_png"]
+__all__ = ["plot_field", "plot_triangulated", "plot_history", "plot_columns", "new_figure",
+           "save_png"]
 
 
 def new_figure(figsize=(6.0, 4.0)):
@@ -49,6 +52,33 @@ def plot_field(path: Path, names: tuple[str, ...], axes: list[np.ndarray], value
         fig.colorbar(mesh, ax=ax)
         ax.set_xlabel(names[1])
         ax.set_ylabel(names[0])
+    ax.set_title(title)
+    save_png(fig, path)
+
+
+def plot_triangulated(path: Path, points: np.ndarray, triangles: np.ndarray | None,
+                      values: np.ndarray, title: str, labels: tuple[str, str] = ("x", "y"),
+                      cmap: str = "RdBu_r") -> None:
+    """Plot ``values`` (N,) at scattered 2-D ``points`` (N, 2), shaded linearly (Gouraud) over
+    ``triangles`` (M, 3) indices into the points (a Delaunay triangulation when None; for a
+    non-convex set pass its own, e.g. ``EvaluationPoints.triangles``, so that no triangle
+    bridges a notch or a hole). Errors and fields alike: pass ``cmap="magma"`` for |error|."""
+    from matplotlib.tri import Triangulation
+
+    points = np.asarray(points, dtype=float)
+    values = np.asarray(values, dtype=float).reshape(-1)
+    if points.ndim != 2 or points.shape[1] != 2 or points.shape[0] != values.shape[0]:
+        raise ValueError(f"need points (N, 2) and values (N,), got {points.shape} and {values.shape}")
+    path = Path(path)
+    tri = Triangulation(points[:, 0], points[:, 1],
+                        None if triangles is None else np.asarray(triangles, dtype=np.int64))
+    fig = new_figure()
+    ax = fig.add_subplot()
+    mesh = ax.tripcolor(tri, values, shading="gouraud", cmap=cmap)
+    fig.colorbar(mesh, ax=ax)
+    ax.set_aspect("equal")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
     ax.set_title(title)
     save_png(fig, path)
 

@@ -15,6 +15,16 @@ Tolerances (float64, eps = 2.2e-16):
   ~ 50 * 200 * eps = 2e-12 relative to the term scale; we allow 1e-10 (50x margin).
 - The published 256 x 100 grid was computed independently and is accurate to ~1e-11; the
   comparison with it allows 1e-9.
+- Allen-Cahn: the reference is a Fourier series in x (exact derivatives) joined in t by quintic
+  Hermite polynomials between snapshots h = 5e-3 apart, whose t-derivative errs by
+  O(h^5 |d6u/dt6|); the reaction's fastest rate 3 r = 15 gives |d6u/dt6| ~ 15^6 ~ 1e7, so
+  ~ h^5 1e7 / 6! ~ 4e-8 absolute, ~1e-8 of the term scale r |u| ~ 5 (measured: 1.3e-11). The
+  spatial truncation (interfaces of width 6e-3 resolved by 1023 modes: tail ~1e-19 for
+  t >= 0.05) and the ETDRK4 step (1e-3: changes of 2e-11) are far below. We allow 1e-8.
+  Its initial condition holds only up to the truncated series of x^2 cos(pi x), whose periodic
+  extension has a kink: the cosine coefficients are a_n = 2 (-1)^(n+1) (1/((n+1) pi)^2 +
+  1/((n-1) pi)^2), so dropping n >= 1024 changes u by at most
+  (2 / pi^2)(1/1024 + 1/1022) < 4e-4 (at x = +-1): an absolute bound (CONDITION_ABS_TOL).
 """
 
 from __future__ import annotations
@@ -42,7 +52,9 @@ from pinnsketch.pde.registry import (
 F64 = torch.float64
 EXACT_TOL = 1e-12
 # Relative residual tolerance per problem whose reference is not a closed form (see above).
-QUADRATURE_TOL = {"burgers": 1e-10}
+QUADRATURE_TOL = {"burgers": 1e-10, "allen_cahn": 1e-8}
+# Absolute tolerances of single conditions whose reference holds them only approximately.
+CONDITION_ABS_TOL = {("allen_cahn", "initial"): 2 / math.pi**2 * (1 / 1024 + 1 / 1022)}
 T_MIN = 0.05  # sqrt(t) in the Cole-Hopf reference is singular at t = 0
 
 BUILTINS = sorted(builtin_problems())
@@ -81,6 +93,14 @@ def _term_scale(name: str, problem, d) -> float:
         terms = [d.u_t, problem.alpha * d.u_xx]
     elif name == "poisson":
         terms = [d.laplacian, problem.source(d.x, d.y)]
+    elif name == "allen_cahn":
+        terms = [d.u_t, problem.diffusion * d.u_xx, problem.rate * d.u, problem.rate * d.u**3]
+    elif name == "wave":
+        s = (problem.a * problem.c * math.pi) ** 2
+        terms = [d.u_tt / s, problem.c**2 * d.u_xx / s]
+    elif name == "helmholtz":
+        s = problem._scale()
+        terms = [d.laplacian / s, problem.k**2 * d.u / s, problem.source(d.x, d.y) / s]
     else:  # a new problem: every derivative the residual reads, and the forcing (r at u = 0)
         keys = required_derivatives([problem.residual], problem.domain)
         terms = [d.key(k) for k in keys]
@@ -127,7 +147,8 @@ def test_reference_satisfies_conditions(name):
             assert cp.points.shape[0] > 0
             d = _ref_derivatives(problem, cp.points)
             r = cond.residual(d, cp.normals).detach()
-            assert float(r.abs().max()) <= _tolerance(name) * scale, (name, cond.label)
+            tol = CONDITION_ABS_TOL.get((name, cond.label), _tolerance(name) * scale)
+            assert float(r.abs().max()) <= tol, (name, cond.label, float(r.abs().max()))
 
 
 def _data_dir() -> Path:
@@ -199,7 +220,7 @@ def test_builtin_names():
 
 
 def test_unknown_name_lists_builtins():
-    with pytest.raises(ValueError, match=r"unknown problem 'burger'.*burgers, heat, poisson"):
+    with pytest.raises(ValueError, match=r"unknown problem 'burger'.*burgers, heat, helmholtz, poisson"):
         resolve_problem("burger")
 
 

@@ -1,13 +1,23 @@
 """Boundary and initial conditions, each a residual on its own set of points.
 
-A condition says where its points lie (faces of the spatial boundary, the initial slice)
-and what should vanish there. Values ``g`` are either a number or a function of the
-:class:`~pinnsketch.pde.derivatives.Derivatives` object (so they can read ``d.x``, ``d.t``).
+A condition says where its points lie (the spatial boundary or a part of it, the initial
+slice, a given point set) and what should vanish there. Values ``g`` are either a number or a
+function of the :class:`~pinnsketch.pde.derivatives.Derivatives` object (so they can read
+``d.x``, ``d.t``).
 
-- :class:`Dirichlet`: u - g = 0 on the chosen faces;
-- :class:`Neumann`: du/dn - g = 0, n the outward unit normal of each face;
+- :class:`Dirichlet`: u - g = 0 on the boundary;
+- :class:`Neumann`: du/dn - g = 0, n the outward unit normal;
+- :class:`Robin`: a u + b du/dn - g = 0;
 - :class:`Initial`: u(x, t0) - g(x) = 0 on the initial slice;
-- :class:`Periodic`: u(lo) - u(hi) = 0 and u_c(lo) - u_c(hi) = 0 across a coordinate c.
+- :class:`InitialVelocity`: u_t(x, t0) - g(x) = 0 (second order in time);
+- :class:`Periodic`: u(lo) - u(hi) = 0 and u_c(lo) - u_c(hi) = 0 across a coordinate c (boxes);
+- :class:`PointData`: u(x_i) - u_i = 0 at given points x_i with given values u_i.
+
+Boundary conditions take ``on``: None for the whole spatial boundary, face names of a box
+(``("x",)`` both ends of x, ``("x-",)`` only x = lo), or, on any domain, a predicate
+``points -> (N,) bool`` that keeps a part of the boundary. Normals come from the domain's
+boundary sampler (:mod:`pinnsketch.pde.geometry`), so Neumann and Robin conditions hold on
+curved and polygonal boundaries alike.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,11 +34,13 @@ from pinnsketch._types import Field, Points
 from pinnsketch.checks import is_real
 from pinnsketch.pde.derivatives import Derivatives
 from pinnsketch.pde.domain import Box, Face
-from pinnsketch.pde.sampling import sample_faces, sample_initial
+from pinnsketch.pde.sampling import sample_faces
 
-__all__ = ["Condition", "Dirichlet", "Neumann", "Initial", "Periodic", "ConditionPoints"]
+__all__ = ["Condition", "Dirichlet", "Neumann", "Robin", "Initial", "InitialVelocity", "Periodic",
+           "PointData", "ConditionPoints"]
 
 Value = float | Callable[[Derivatives], Tensor]
+Selector = tuple[str, ...] | Callable[[Points], Tensor] | None
 
 
 def _value(g: Value, d: Derivatives) -> Field:
@@ -77,26 +90,28 @@ class Condition:
         return True
 
 
-def _face_points(domain: Box, on: tuple[str, ...] | None, n: int, method: str, seed: int,
-                 dtype) -> ConditionPoints:
-    faces = domain.faces(on)
-    pts, idx = sample_faces(domain, faces, n, method, seed, dtype)
-    normals = torch.zeros_like(pts)
-    for i, face in enumerate(faces):
-        normals[idx == i, domain.index(face.coord)] = float(face.side)
-    return ConditionPoints(pts, normals)
+def _face_points(domain, on, n: int, method: str, seed: int, dtype) -> ConditionPoints:
+    """Boundary points and outward normals from the domain's boundary sampler; ``on`` selects
+    box faces by name or any domain's boundary part by a predicate."""
+    return ConditionPoints(*domain.sample_boundary(n, method, seed, dtype, on=on))
+
+
+def _normal_derivative(d: Derivatives, normals: Points) -> Field:
+    """du/dn = sum over spatial coordinates c of n_c u_c."""
+    return sum(normals[:, i] * d.key((i,)) for i, c in enumerate(d.domain.names)
+               if c != d.domain.time)
 
 
 @dataclass(frozen=True)
 class Dirichlet(Condition):
-    """u = g on the faces ``on`` (all spatial faces if None).
+    """u = g on the boundary part ``on`` (the whole spatial boundary if None).
 
-    ``on`` names faces by coordinate: ``("x",)`` both ends of x, ``("x-",)`` only x = lo,
-    ``("x+", "y")`` x = hi and both ends of y.
+    ``on`` names box faces by coordinate: ``("x",)`` both ends of x, ``("x-",)`` only x = lo,
+    ``("x+", "y")`` x = hi and both ends of y; or is a predicate on points for any domain.
     """
 
     value: Value = 0.0
-    on: tuple[str, ...] | None = None
+    on: Selector = None
 
     def sample(self, domain, n, method, seed, dtype):
         return _face_points(domain, self.on, n, method, seed, dtype)
@@ -107,19 +122,43 @@ class Dirichlet(Condition):
 
 @dataclass(frozen=True)
 class Neumann(Condition):
-    """du/dn = g on the faces ``on`` (as for :class:`Dirichlet`); n is the outward normal
-    (-e_c on the lower face, +e_c on the upper)."""
+    """du/dn = g on the boundary part ``on`` (as for :class:`Dirichlet`); n is the outward
+    unit normal (on a box -e_c on the lower face, +e_c on the upper)."""
 
     value: Value = 0.0
-    on: tuple[str, ...] | None = None
+    on: Selector = None
 
     def sample(self, domain, n, method, seed, dtype):
         return _face_points(domain, self.on, n, method, seed, dtype)
 
     def residual(self, d, normals):
-        du_dn = sum(normals[:, i] * d.key((i,)) for i, c in enumerate(d.domain.names)
-                    if c != d.domain.time)
-        return du_dn - _value(self.value, d)
+        return _normal_derivative(d, normals) - _value(self.value, d)
+
+
+@dataclass(frozen=True)
+class Robin(Condition):
+    """a u + b du/dn = g on the boundary part ``on`` (as for :class:`Dirichlet`).
+
+    a = 0 is Neumann (times b), b = 0 Dirichlet (times a); not both zero. With a/b > 0 it is
+    the heat-transfer (impedance) condition -du/dn = (a/b)(u - g/a).
+    """
+
+    a: float = 1.0
+    b: float = 1.0
+    value: Value = 0.0
+    on: Selector = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (math.isfinite(self.a) and math.isfinite(self.b)) or (self.a == 0 and self.b == 0):
+            raise ValueError(f"condition {self.label!r}: Robin needs finite a, b, not both zero; "
+                             f"got a={self.a}, b={self.b}")
+
+    def sample(self, domain, n, method, seed, dtype):
+        return _face_points(domain, self.on, n, method, seed, dtype)
+
+    def residual(self, d, normals):
+        return self.a * d.u + self.b * _normal_derivative(d, normals) - _value(self.value, d)
 
 
 @dataclass(frozen=True)
@@ -129,7 +168,10 @@ class Initial(Condition):
     value: Value = 0.0
 
     def sample(self, domain, n, method, seed, dtype):
-        pts = sample_initial(domain, n, method, seed, dtype)
+        if domain.time is None:
+            raise ValueError(f"condition {self.label!r}: this domain has no time coordinate, "
+                             "so it has no initial slice")
+        pts = domain.sample_initial(n, method, seed, dtype)
         return ConditionPoints(pts, torch.zeros_like(pts))
 
     def residual(self, d, normals):
@@ -137,6 +179,15 @@ class Initial(Condition):
 
     def uses_boundary_budget(self) -> bool:
         return False
+
+
+@dataclass(frozen=True)
+class InitialVelocity(Initial):
+    """u_t(x, t0) = g(x) on the initial slice, the second initial condition of a problem of
+    second order in time (the wave equation)."""
+
+    def residual(self, d, normals):
+        return d[f"u_{d.domain.time}"] - _value(self.value, d)
 
 
 @dataclass(frozen=True)
@@ -150,6 +201,9 @@ class Periodic(Condition):
     coord: str = "x"
 
     def sample(self, domain, n, method, seed, dtype):
+        if not isinstance(domain, Box):
+            raise ValueError(f"condition {self.label!r}: Periodic pairs opposite faces of a box; "
+                             f"this domain is a {type(domain).__name__}")
         half = max(n // 2, 1)
         lo_pts, _ = sample_faces(domain, (Face(self.coord, -1),), half, method, seed, dtype)
         hi_pts = lo_pts.clone()
@@ -161,3 +215,64 @@ class Periodic(Condition):
         half = d.points.shape[0] // 2
         u, du = d.u, d[f"u_{self.coord}"]
         return torch.cat([u[:half] - u[half:], du[:half] - du[half:]])
+
+
+@dataclass(frozen=True, eq=False)
+class PointData(Condition):
+    """u(x_i) = u_i at given points x_i (N, d) with given values u_i (N,): data on an
+    arbitrary point set (measurements, a Dirichlet condition off any grid).
+
+    Every point is used in every batch (``n`` and the sampler are ignored). The residual looks
+    each evaluated point's value up by its coordinates (nearest given point; a point farther
+    than 1e-6 of the data's extent from every data point is an error), so it is right for any
+    subset and order of the points, as chunked or sharded training evaluates them.
+    """
+
+    points: Points | np.ndarray | None = None
+    values: Field | np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.points is None or self.values is None:
+            raise ValueError(f"condition {self.label!r}: PointData needs points (N, d) and values (N,)")
+        pts = torch.as_tensor(np.asarray(self.points, dtype=np.float64))
+        vals = torch.as_tensor(np.asarray(self.values, dtype=np.float64)).reshape(-1)
+        if pts.ndim != 2 or pts.shape[0] == 0 or pts.shape[0] != vals.shape[0]:
+            raise ValueError(f"condition {self.label!r}: need points (N, d) and values (N,) with "
+                             f"N >= 1, got shapes {tuple(pts.shape)} and {tuple(vals.shape)}")
+        for what, t in (("points", pts), ("values", vals)):
+            bad = ~torch.isfinite(t.reshape(t.shape[0], -1)).all(1)
+            if bool(bad.any()):
+                raise ValueError(f"condition {self.label!r}: {int(bad.sum())} of the {what} are "
+                                 f"NaN or infinite (first at row {int(bad.nonzero()[0])})")
+        object.__setattr__(self, "points", pts)
+        object.__setattr__(self, "values", vals)
+        from scipy.spatial import cKDTree
+        object.__setattr__(self, "_tree", cKDTree(pts.numpy()))
+        extent = float((pts.max(0).values - pts.min(0).values).max())
+        object.__setattr__(self, "_match_tol", 1e-6 * max(extent, 1.0))
+
+    def sample(self, domain, n, method, seed, dtype):
+        if self.points.shape[1] != domain.dim:
+            raise ValueError(f"condition {self.label!r}: the points have {self.points.shape[1]} "
+                             f"coordinates, the domain {domain.dim} {domain.names}")
+        outside = ~domain.inside(self.points)
+        if bool(outside.any()):
+            first = self.points[outside][0].tolist()
+            raise ValueError(f"condition {self.label!r}: {int(outside.sum())} of the "
+                             f"{self.points.shape[0]} data points lie outside the domain "
+                             f"(first: {first})")
+        pts = self.points.to(dtype)
+        return ConditionPoints(pts, torch.zeros_like(pts))
+
+    def data_values(self, points: Points) -> Field:
+        """The given value at each of ``points`` (which must be data points)."""
+        dist, idx = self._tree.query(points.detach().cpu().double().numpy())
+        far = dist > self._match_tol
+        if far.any():
+            raise ValueError(f"condition {self.label!r}: point {points[int(np.argmax(far))].tolist()} "
+                             "is not one of its data points")
+        return self.values[torch.from_numpy(idx)].to(points.dtype).to(points.device)
+
+    def residual(self, d, normals):
+        return d.u - self.data_values(d.points)

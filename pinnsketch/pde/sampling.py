@@ -79,7 +79,10 @@ def _affine(unit: Points, lo: list[float], hi: list[float]) -> Points:
 def sample_interior(domain: Box, n: int, method: str, seed: int, dtype=torch.float64,
                     rows: slice | None = None) -> Points:
     """(n, d) points in the box (space x time when the domain has a time axis); with
-    ``rows``, only those rows of the same set (see :func:`unit_cube`)."""
+    ``rows``, only those rows of the same set (see :func:`unit_cube`). Any other domain of
+    the protocol (:mod:`pinnsketch.pde.geometry`) samples itself."""
+    if not isinstance(domain, Box):
+        return domain.sample_interior(n, method, seed, dtype, rows)
     unit = unit_cube(method, n, domain.dim, seed, dtype, rows)
     return _affine(unit, list(domain.lo), list(domain.hi))
 
@@ -112,6 +115,8 @@ def sample_faces(domain: Box, faces: tuple[Face, ...], n: int, method: str, seed
 
 def sample_initial(domain: Box, n: int, method: str, seed: int, dtype=torch.float64) -> Points:
     """(n, d) points on the initial slice {t = t0} of a space-time domain."""
+    if not isinstance(domain, Box):
+        return domain.sample_initial(n, method, seed, dtype)
     if domain.time is None:
         raise ValueError("this domain has no time coordinate, so it has no initial slice")
     space = [nm for nm in domain.names if nm != domain.time]
