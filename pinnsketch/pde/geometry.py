@@ -43,7 +43,8 @@ from torch import Tensor
 
 from pinnsketch._types import Points
 from pinnsketch.pde.domain import DomainBase, check_names
-from pinnsketch.pde.sampling import check_sampler, derive_seed, unit_cube
+from pinnsketch.pde.sampling import check_sampler, unit_cube
+from pinnsketch.seeds import derive_seed
 
 __all__ = ["Domain", "Geometry", "EvaluationPoints", "Disk", "Polygon", "Union", "Difference",
            "Intersection", "GeometryXTime", "sample_boundary_where"]
