@@ -8,6 +8,9 @@ and what should vanish there. Values ``g`` are either a number or a function of 
 - :class:`Neumann`: du/dn - g = 0, n the outward unit normal of each face;
 - :class:`Initial`: u(x, t0) - g(x) = 0 on the initial slice;
 - :class:`Periodic`: u(lo) - u(hi) = 0 and u_c(lo) - u_c(hi) = 0 across a coordinate c.
+
+Each constrains one output field: ``field`` names it (default: the problem's only field; a
+problem with several fields must name it).
 """
 
 from __future__ import annotations
@@ -47,18 +50,44 @@ class ConditionPoints:
 
 @dataclass(frozen=True, kw_only=True)
 class Condition:
-    """Base: ``name`` labels the loss term (default: the class name), ``weight`` scales it."""
+    """Base: ``name`` labels the loss term (default: the class name), ``weight`` scales it,
+    ``field`` is the output field it constrains (None: the problem's only field)."""
 
     name: str = ""
     weight: float = 1.0
+    field: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.weight >= 0.0):
             raise ValueError(f"condition {self.label!r}: weight must be >= 0, got {self.weight}")
+        if self.field is not None and (not isinstance(self.field, str) or not self.field):
+            raise ValueError(f"condition {self.label!r}: field must be a field name, got "
+                             f"{self.field!r}")
 
     @property
     def label(self) -> str:
         return self.name or type(self).__name__.lower()
+
+    def field_of(self, d: Derivatives) -> str:
+        """The field this condition constrains among ``d.fields``.
+
+        Raises:
+            ValueError: no ``field`` with several fields, or a field that is not declared.
+        """
+        if self.field is None:
+            if len(d.fields) != 1:
+                raise ValueError(f"condition {self.label!r}: the problem has several fields "
+                                 f"{d.fields}; name the one it constrains, e.g. "
+                                 f"field={d.fields[0]!r}")
+            return d.fields[0]
+        if self.field not in d.fields:
+            raise ValueError(f"condition {self.label!r}: field {self.field!r} is not a field of "
+                             f"the problem; its fields: {', '.join(d.fields)}")
+        return self.field
+
+    def value_of(self, d: Derivatives, coords: tuple[int, ...] = ()) -> Field:
+        """The constrained field (or its derivative along ``coords``) at the points."""
+        return d.key((self.field_of(d), coords))
 
     def sample(self, domain: Box, n: int, method: str, seed: int, dtype) -> ConditionPoints:
         raise NotImplementedError
@@ -96,7 +125,7 @@ class Dirichlet(Condition):
         return _face_points(domain, self.on, n, method, seed, dtype)
 
     def residual(self, d, normals):
-        return d.u - _value(self.value, d)
+        return self.value_of(d) - _value(self.value, d)
 
 
 @dataclass(frozen=True)
@@ -111,7 +140,7 @@ class Neumann(Condition):
         return _face_points(domain, self.on, n, method, seed, dtype)
 
     def residual(self, d, normals):
-        du_dn = sum(normals[:, i] * d.key((i,)) for i, c in enumerate(d.domain.names)
+        du_dn = sum(normals[:, i] * self.value_of(d, (i,)) for i, c in enumerate(d.domain.names)
                     if c != d.domain.time)
         return du_dn - _value(self.value, d)
 
@@ -127,7 +156,7 @@ class Initial(Condition):
         return ConditionPoints(pts, torch.zeros_like(pts))
 
     def residual(self, d, normals):
-        return d.u - _value(self.value, d)
+        return self.value_of(d) - _value(self.value, d)
 
     def uses_boundary_budget(self) -> bool:
         return False
@@ -153,5 +182,5 @@ class Periodic(Condition):
 
     def residual(self, d, normals):
         half = d.points.shape[0] // 2
-        u, du = d.u, d[f"u_{self.coord}"]
+        u, du = self.value_of(d), self.value_of(d, (d.domain.index(self.coord),))
         return torch.cat([u[:half] - u[half:], du[:half] - du[half:]])
