@@ -292,8 +292,9 @@ def function_jets(fn: Callable[[Points], Tensor], points: Points, plan: JetPlan,
         if plan.firsts:
             grad = _grad(v, x, create=bool(plan.seconds) or keep)
             comps.extend(grad[:, i] for i in plan.firsts)
-            for i, j in plan.seconds:
-                comps.append(_grad(grad[:, i], x, create=keep)[:, j])
+            rows = {i: _grad(grad[:, i], x, create=keep)
+                    for i in sorted({i for i, _ in plan.seconds})}
+            comps.extend(rows[i][:, j] for i, j in plan.seconds)
         out = torch.stack(comps)
     return out if keep else out.detach()
 
@@ -305,5 +306,8 @@ def _same(t: Tensor) -> Tensor:
 def _grad(v: Tensor, x: Tensor, create: bool) -> Tensor:
     if not v.requires_grad:  # v does not depend on x
         return torch.zeros_like(x)
-    (g,) = torch.autograd.grad(v.sum(), x, create_graph=create, allow_unused=True)
+    # retain_graph: the second derivatives differentiate columns of one first-derivative
+    # tensor, one call each (the graph goes when the tensors do)
+    (g,) = torch.autograd.grad(v.sum(), x, create_graph=create, retain_graph=True,
+                               allow_unused=True)
     return torch.zeros_like(x) if g is None else g

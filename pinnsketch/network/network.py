@@ -161,7 +161,7 @@ class Network(NetworkBase):
 
         fast = None
         if isinstance(seg.fast, LinearOf) and len(self.inputs) == 1 \
-                and type(self.inputs[0]) is AffineInput and not seg.fast.dense.factorized:
+                and type(self.inputs[0]) is AffineInput:
             fast = AffineDense(self.inputs[0], seg.fast.dense)
         inputs = tuple(POINTS if n == FEATURES else n for n in seg.inputs)
         return Segment(seg.output, inputs, composed, (*self.inputs, *seg.modules), fast)
@@ -179,7 +179,7 @@ class Network(NetworkBase):
             return y if not transforms else apply_transforms(transforms, fields, args[at], y, plan)
 
         fast = None
-        if isinstance(head.fast, Act) and not transforms and not out.factorized:
+        if isinstance(head.fast, Act) and not transforms:
             fast = ActDense(head.fast.act, out)
         return Segment("output", inputs, rule, (*head.modules, out), fast)
 

@@ -343,6 +343,8 @@ class Engine:
 
     def _segment(self, seg: Segment, values, kept, opts, consumers, errors) -> Tensor:
         plan, policy, fast = self.plan, self.config.policy, seg.fast if self.fused else None
+        if isinstance(fast, (AffineDense, ActDense)) and fast.dense.factorized:
+            fast = None  # the fused Functions save W: a computed W = diag(exp(s)) V would be held
         if isinstance(fast, AffineDense):
             return input_linear(values[POINTS], fast.affine, fast.dense, plan)
         if isinstance(fast, ActDense) and consumers[seg.inputs[0]] == 1:
