@@ -273,10 +273,12 @@ def test_every_policy_runs_the_same_network(arch):
                                     StorageConfig("quant8"),
                                     StorageConfig("projection", rank=3)],
                          ids=["exact", "sketch", "quant8", "projection"])
-def test_fused_and_generic_segments_agree(config):
-    # The same seeds and the same kept representation: the hand-fused Functions and the
+@pytest.mark.parametrize("arch", ["plain", "modified", "modified_rwf_fourier"])
+def test_fused_and_generic_segments_agree(config, arch):
+    # The same seeds and the same kept representation: the hand-fused Functions (ActLinear
+    # and kin on the plain MLP, GatedDense on the modified MLP's gated layers) and the
     # generic segment differ only in the order of float64 operations.
-    problem, net, keys = _net("plain", width=12)
+    problem, net, keys = _net(arch, width=12)
     pts = _points(problem.domain, 700)
     fused, _ = _loss_grad(problem, net, keys, pts, config, fused=True)
     generic, _ = _loss_grad(problem, net, keys, pts, config, fused=False)
@@ -539,3 +541,25 @@ def test_network_passed_to_solve_and_resume(tmp_path):
     with pytest.raises(ValueError, match="solved with a Network object.*resume.*model=net"):
         resume(out, steps=4)
     assert resume(out, steps=4, model=net()).summary["steps"] == 4
+
+
+@pytest.mark.parametrize("factorized", [False, True])
+def test_gradcheck_gated_dense(factorized):
+    from pinnsketch.activations import get_activation
+    from pinnsketch.storage import ExactOptions
+    from pinnsketch.storage.gated import gated_dense
+
+    plan = JetPlan.from_keys([(0,), (1,), (0, 1), (1, 1)], dim=2)  # J = 5, a mixed second
+    g = torch.Generator().manual_seed(0)
+    dense = (FactorizedDense(3, 2, RWF(0.5, 0.2), generator=g, dtype=F64) if factorized
+             else Dense(3, 2, generator=g, dtype=F64))
+    with torch.no_grad():
+        dense.bias.copy_(torch.randn(2, generator=g, dtype=F64))
+    Z, Pu, Pv = (torch.randn(5, 4, 3, generator=g, dtype=F64, requires_grad=True)
+                 for _ in range(3))
+    act, ex = get_activation("tanh"), ExactOptions()
+
+    def fn(z, pu, pv, *params):
+        return gated_dense(act, plan, dense, [z, pu, pv], [ex, ex, ex], [(z,), (pu,), (pv,)])
+
+    assert torch.autograd.gradcheck(fn, (Z, Pu, Pv, *dense.parameters()))

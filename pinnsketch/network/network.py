@@ -34,6 +34,8 @@ from pinnsketch.network.program import (
     Act,
     ActDense,
     AffineDense,
+    Gate,
+    GateDense,
     LinearOf,
     Program,
     Segment,
@@ -181,6 +183,8 @@ class Network(NetworkBase):
         fast = None
         if isinstance(head.fast, Act) and not transforms:
             fast = ActDense(head.fast.act, out)
+        elif isinstance(head.fast, Gate) and not transforms:
+            fast = GateDense(head.fast.act, out)
         return Segment("output", inputs, rule, (*head.modules, out), fast)
 
     # --- transforms, periodicity ---

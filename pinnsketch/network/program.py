@@ -32,8 +32,8 @@ from pinnsketch._types import Jets, Points
 from pinnsketch.activations import Activation
 from pinnsketch.network.jets import JetPlan
 
-__all__ = ["POINTS", "FEATURES", "HIDDEN", "ActDense", "AffineDense", "LinearOf", "Act",
-           "Segment", "Program"]
+__all__ = ["POINTS", "FEATURES", "HIDDEN", "ActDense", "AffineDense", "GateDense", "LinearOf",
+           "Act", "Gate", "Segment", "Program"]
 
 POINTS = "points"
 """Input name of the raw (N, d) points."""
@@ -59,6 +59,22 @@ class AffineDense:
 
     affine: nn.Module
     dense: nn.Module
+
+
+@dataclass(frozen=True, eq=False)
+class GateDense:
+    """Fast-path tag: the rule is ``dense(U + s(Z) (V - U))``, U = s(P_u), V = s(P_v), of its
+    inputs (Z, P_u, P_v) (the modified MLP's gated layer)."""
+
+    act: Activation
+    dense: nn.Module
+
+
+@dataclass(frozen=True, eq=False)
+class Gate:
+    """Trunk-level tag: the head rule is the gate ``U + s(Z) (V - U)`` of (Z, P_u, P_v)."""
+
+    act: Activation
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,7 +109,7 @@ class Segment:
     inputs: tuple[str, ...]
     rule: Callable[..., Jets]
     modules: tuple[nn.Module, ...]
-    fast: ActDense | AffineDense | LinearOf | Act | None = None
+    fast: ActDense | AffineDense | GateDense | LinearOf | Act | Gate | None = None
 
     def parameters(self) -> tuple[nn.Parameter, ...]:
         """The distinct parameters of ``modules``, in order."""

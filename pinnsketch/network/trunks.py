@@ -27,7 +27,16 @@ from pinnsketch._types import Jets
 from pinnsketch.activations import Activation, get_activation
 from pinnsketch.network.dense import RWF, make_dense
 from pinnsketch.network.jets import JetPlan, activation_jets, product_jets
-from pinnsketch.network.program import FEATURES, HIDDEN, Act, ActDense, LinearOf, Segment
+from pinnsketch.network.program import (
+    FEATURES,
+    HIDDEN,
+    Act,
+    ActDense,
+    Gate,
+    GateDense,
+    LinearOf,
+    Segment,
+)
 
 __all__ = ["ARCHITECTURES", "MLPTrunk", "ModifiedMLPTrunk", "make_trunk"]
 
@@ -155,8 +164,9 @@ class ModifiedMLPTrunk(nn.Module):
                         LinearOf(layers[0]))]
         for l in range(1, self.depth):
             segs.append(Segment(f"hidden{l + 1}", (f"hidden{l}", *enc), gated(layers[l]),
-                                (layers[l],)))
-        segs.append(Segment(HIDDEN, (f"hidden{self.depth}", *enc), head, ()))
+                                (layers[l],), GateDense(self.activation, layers[l])))
+        segs.append(Segment(HIDDEN, (f"hidden{self.depth}", *enc), head, (),
+                            Gate(self.activation)))
         return tuple(segs)
 
 

@@ -51,7 +51,7 @@ from torch.utils.checkpoint import checkpoint
 
 from pinnsketch._types import Points
 from pinnsketch.network import NetworkBase
-from pinnsketch.network.program import POINTS, ActDense, AffineDense, Program, Segment
+from pinnsketch.network.program import POINTS, ActDense, AffineDense, GateDense, Program, Segment
 from pinnsketch.pde.derivatives import (
     DerivativeKey,
     Derivatives,
@@ -71,6 +71,7 @@ from pinnsketch.storage.functions import (
     input_linear,
     sketch_approximations,
 )
+from pinnsketch.storage.gated import gated_dense
 from pinnsketch.storage.jets import JetPlan
 from pinnsketch.storage.segment import run_segment
 
@@ -344,7 +345,7 @@ class Engine:
     def _segment(self, seg: Segment, values, kept, opts, consumers, errors) -> Tensor:
         plan, policy, fast = self.plan, self.config.policy, seg.fast if self.fused else None
         if isinstance(fast, (AffineDense, ActDense)) and fast.dense.factorized:
-            fast = None  # the fused Functions save W: a computed W = diag(exp(s)) V would be held
+            fast = None  # these fused Functions save W: a computed diag(exp(s)) V would be held
         if isinstance(fast, AffineDense):
             return input_linear(values[POINTS], fast.affine, fast.dense, plan)
         if isinstance(fast, ActDense) and consumers[seg.inputs[0]] == 1:
@@ -362,6 +363,9 @@ class Engine:
                 with torch.no_grad():
                     kept[name] = tuple(opts[name].keep(Z, self._old(name)))
                 self._kept(name, Z, kept[name], opts[name], errors)
+        if isinstance(fast, GateDense):
+            return gated_dense(fast.act, plan, fast.dense, [values[n] for n in seg.inputs],
+                               [opts[n] for n in seg.inputs], [kept[n] for n in seg.inputs])
         return run_segment(seg, plan, [values[n] for n in seg.inputs],
                            [None if n == POINTS else opts[n] for n in seg.inputs],
                            [() if n == POINTS else kept[n] for n in seg.inputs])
