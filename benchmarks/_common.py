@@ -15,9 +15,9 @@ from pinnsketch.tasks.pinn import PINNTask
 
 def make_task(problem: str, width: int, depth: int, points: int, storage: StorageConfig,
               seed: int = 0, dtype: torch.dtype = torch.float32, chunk_size: int = 0,
-              lr: float = 1e-3) -> PINNTask:
+              lr: float = 1e-3, arch: str = "mlp") -> PINNTask:
     """A PINNTask with ``points`` interior points and small condition sets."""
-    return PINNTask(load_problem(problem), ModelConfig(width=width, depth=depth),
+    return PINNTask(load_problem(problem), ModelConfig(width=width, depth=depth, arch=arch),
                     SamplingConfig(collocation=points, boundary=200, initial=256),
                     OptimConfig(chunk_size=chunk_size, lr=lr), storage, seed=seed, dtype=dtype)
 

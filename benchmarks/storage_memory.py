@@ -6,6 +6,8 @@ held bytes per point (saved-tensor hooks, DESIGN.md section 4), the ratio to ``a
 the median step time and its ratio to ``autograd``, and the process's peak RSS.
 
     python benchmarks/storage_memory.py --points 100000 --nets 4x50 4x256 --rank 32
+    python benchmarks/storage_memory.py --points 100000 --nets 4x256 --arch modified \
+        --policies autograd exact sketch:randomized_svd --repeats 3
 
 With ``--repeats R`` every policy runs in R fresh processes, round-robin, and the table gives
 the median step time and the median of the per-round ratios to ``autograd`` (this 2-core
@@ -32,7 +34,8 @@ held bytes match ``sketch:truncated_svd`` at the same rank (the honest low-memor
 exact gradients, more passes)."""
 
 
-def measure_one(problem: str, net: str, policy: str, points: int, rank: int, steps: int) -> dict:
+def measure_one(problem: str, net: str, policy: str, points: int, rank: int, steps: int,
+                arch: str = "mlp") -> dict:
     import torch
     from _common import make_task
 
@@ -49,7 +52,7 @@ def measure_one(problem: str, net: str, policy: str, points: int, rank: int, ste
         from pinnsketch.storage import JetPlan
 
         storage = StorageConfig(policy="exact")
-        probe = make_task(problem, width, depth, 1, storage)
+        probe = make_task(problem, width, depth, 1, storage, arch=arch)
         plan = JetPlan.from_keys(required_derivatives([probe.problem.residual],
                                                       probe.domain), probe.domain.dim)
         ratio = (expected_sketch_bytes(probe.model, plan, points, 4, rank, "truncated_svd")
@@ -57,7 +60,7 @@ def measure_one(problem: str, net: str, policy: str, points: int, rank: int, ste
         chunk = max(1, int(points * ratio))
     else:
         storage = StorageConfig(policy=policy)
-    task = make_task(problem, width, depth, points, storage, chunk_size=chunk)
+    task = make_task(problem, width, depth, points, storage, chunk_size=chunk, arch=arch)
     batch = task.sample(0)
     opt = torch.optim.Adam(task.model.parameters(), lr=1e-4)
     rss_before = peak_rss_bytes()
@@ -68,7 +71,7 @@ def measure_one(problem: str, net: str, policy: str, points: int, rank: int, ste
         terms = task.backward(batch)
         opt.step()
         times.append(time.perf_counter() - t0)
-    return {"problem": problem, "net": net, "policy": policy, "points": points,
+    return {"problem": problem, "net": net, "arch": arch, "policy": policy, "points": points,
             "held_bytes_per_point": task.held_bytes_per_point,
             "held_MB": task.held_bytes / 2**20,
             "step_time_s": statistics.median(times[1:] if len(times) > 1 else times),
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--problem", default="burgers")
     p.add_argument("--points", type=int, default=100_000)
     p.add_argument("--nets", nargs="+", default=["4x50", "4x256"])
+    p.add_argument("--arch", default="mlp", help="trunk of every net: mlp or modified")
     p.add_argument("--policies", nargs="+", default=POLICIES)
     p.add_argument("--rank", type=int, default=32)
     p.add_argument("--steps", type=int, default=3)
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.one:
         row = measure_one(args.problem, args.one[0], args.one[1], args.points, args.rank,
-                          args.steps)
+                          args.steps, args.arch)
         print("RESULT " + json.dumps(row))
         return 0
     from _common import write_table
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             for policy in args.policies:
                 cmd = [sys.executable, __file__, "--problem", args.problem, "--points",
                        str(args.points), "--rank", str(args.rank), "--steps", str(args.steps),
-                       "--one", net, policy]
+                       "--arch", args.arch, "--one", net, policy]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
                 if proc.returncode != 0 or not lines:
@@ -142,12 +146,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(runs[policy][-1]), flush=True)
         rows.extend(_combine_runs(net, args.policies, runs))
     command = "python benchmarks/storage_memory.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    cols = ["net", "policy", "points", "chunk_size", "held_MB", "held_bytes_per_point",
+    cols = ["net", "arch", "policy", "points", "chunk_size", "held_MB", "held_bytes_per_point",
             "held_vs_autograd",
             "step_time_s", "time_vs_autograd", "time_runs_s", "peak_rss_MB"]
-    print(write_table(rows, args.out, f"storage_memory_{args.problem}_{args.points}", command,
+    stem = f"storage_memory_{args.problem}_{args.points}" + (
+        "" if args.arch == "mlp" else f"_{args.arch}")
+    print(write_table(rows, args.out, stem, command,
                       f"Held bytes and step time, {args.problem}, {args.points} points, float32, "
-                      f"sketch rank {args.rank}", cols))
+                      f"sketch rank {args.rank}, {args.arch} trunk (the 2 cores were shared "
+                      "with other jobs)", cols))
     return 0
 
 

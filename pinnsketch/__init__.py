@@ -17,6 +17,7 @@ from pinnsketch.pde.conditions import (
     PointData,
     Robin,
 )
+from pinnsketch.pde.constraints import OutputTransform
 from pinnsketch.pde.derivatives import Derivatives
 from pinnsketch.pde.domain import Box, interval, rectangle, space_time
 from pinnsketch.pde.geometry import (
@@ -37,7 +38,7 @@ __all__ = [
     "__version__",
     "Box", "interval", "rectangle", "space_time",
     "Domain", "Disk", "Polygon", "Union", "Difference", "Intersection", "GeometryXTime",
-    "Derivatives", "Dirichlet", "Neumann", "Initial", "Periodic",
+    "Derivatives", "Dirichlet", "Neumann", "Initial", "Periodic", "OutputTransform",
     "Robin", "InitialVelocity", "PointData",
     "Problem", "EvaluationGrid", "uniform_grid", "etdrk4_periodic",
     "ModelConfig", "SamplingConfig", "OptimConfig", "RunConfig", "StorageConfig",

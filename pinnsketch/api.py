@@ -36,6 +36,7 @@ from pinnsketch.control import (
 )
 from pinnsketch.distributed import Cluster, current
 from pinnsketch.memory import cuda_peak_bytes, peak_rss_bytes
+from pinnsketch.network import NetworkBase, build_network
 from pinnsketch.pde.derivatives import required_derivatives
 from pinnsketch.pde.problem import Problem
 from pinnsketch.pde.registry import (
@@ -45,7 +46,14 @@ from pinnsketch.pde.registry import (
     resolve_problem,
 )
 from pinnsketch.plots import plot_columns, plot_field, plot_history
-from pinnsketch.results import RunResult, load_checkpoint, read_json, write_json, write_result_h5
+from pinnsketch.results import (
+    RunResult,
+    load_checkpoint,
+    read_json,
+    write_json,
+    write_result_h5,
+    write_run_h5,
+)
 from pinnsketch.rundir import RunDirectory
 from pinnsketch.runner import run_task
 from pinnsketch.storage import JetPlan, StorageConfig
@@ -69,17 +77,28 @@ def load_problem(name_or_path: str, **params: Any) -> Problem:
 SolveResult = RunResult  # trained task, history, summary, run directory
 
 
-def _config_dict(problem: Problem, source: dict[str, str] | None, model: ModelConfig,
+def _config_dict(problem: Problem, source: dict[str, str] | None,
+                 model: ModelConfig | NetworkBase,
                  sampling: SamplingConfig, optim: OptimConfig, storage: StorageConfig,
                  run: RunConfig) -> dict[str, Any]:
     return {
         "problem": {"name": problem.name, "source": source, "params": problem.parameters()},
-        "model": to_dict(model), "sampling": to_dict(sampling), "optim": to_dict(optim),
+        "model": _model_dict(model), "sampling": to_dict(sampling), "optim": to_dict(optim),
         "storage": to_dict(storage), "run": to_dict(run),
     }
 
 
-def solve(problem: Problem, *, model: ModelConfig | None = None,
+def _model_dict(model: ModelConfig | NetworkBase) -> dict[str, Any]:
+    """config.json's ``model``: the ModelConfig, or for a network object what identifies it
+    (``network_object``: resume needs the object again, ``model=``)."""
+    if isinstance(model, NetworkBase):
+        return {"network_object": type(model).__name__, "fields": list(model.fields),
+                "stored_widths": list(model.stored_widths),
+                "parameters": sum(p.numel() for p in model.parameters())}
+    return to_dict(model)
+
+
+def solve(problem: Problem, *, model: ModelConfig | NetworkBase | None = None,
           sampling: SamplingConfig | None = None, optim: OptimConfig | None = None,
           storage: StorageConfig | None = None, run: RunConfig | None = None,
           controller: RankController | None = None, memory_budget: int | str | None = None,
@@ -95,7 +114,10 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
             config.json: a built-in by name, a class from a problem file by the file's
             absolute path and SHA-256 (:func:`~pinnsketch.pde.registry.problem_source`);
             any other class must be passed to ``resume`` again.
-        model, sampling, optim, storage, run: configurations (defaults when None).
+        model: a :class:`~pinnsketch.config.ModelConfig`, or a network built from the parts
+            of :mod:`pinnsketch.network` (trained in place; config.json records its
+            structure, and ``resume`` then needs the same object again, ``model=``).
+        sampling, optim, storage, run: configurations (defaults when None).
         controller: the rank policy when ``storage.rank == "auto"`` (default
             ``RankController()``).
         memory_budget: bytes held for backward allowed (an int or "2GB"); chooses the largest
@@ -117,7 +139,8 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
             run directory (status "interrupted").
         OutOfMemory: memory ran out (files are written, status "failed").
     """
-    model, sampling = model or ModelConfig(), sampling or SamplingConfig()
+    model = model if model is not None else ModelConfig()
+    sampling = sampling or SamplingConfig()
     optim, storage, run = optim or OptimConfig(), storage or StorageConfig(), run or RunConfig()
     cluster = cluster or current()
     if controller is not None and storage.rank != "auto":
@@ -135,6 +158,7 @@ def solve(problem: Problem, *, model: ModelConfig | None = None,
     if controller is not None:
         config["controller"] = to_dict(controller)
     task = _build_task(problem, config, model, sampling, optim, storage, run, controller, cluster)
+    _note(config, task, run, cluster)
     if budget_message and not run.quiet and cluster.is_main:
         print(budget_message)
     out = _open_run_dir(cluster, lambda: _new_run_dir(run, config))
@@ -169,6 +193,14 @@ def _new_run_dir(run: RunConfig, config: dict[str, Any]) -> RunDirectory | None:
     return out
 
 
+def _note(config: dict[str, Any], task: PINNTask, run: RunConfig, cluster: Cluster) -> None:
+    """Record (config.json ``notes``) and print what the network changes about the loss."""
+    if task.notes:
+        config["notes"] = list(task.notes)
+        if not run.quiet and cluster.is_main:
+            print("\n".join(task.notes))
+
+
 def _build_task(problem, config, model, sampling, optim, storage, run,
                 controller=None, cluster: Cluster | None = None) -> PINNTask:
     cluster = cluster or current()
@@ -186,7 +218,7 @@ def _build_task(problem, config, model, sampling, optim, storage, run,
     return task
 
 
-def plan_memory(problem: Problem, model: ModelConfig, sampling: SamplingConfig,
+def plan_memory(problem: Problem, model: ModelConfig | NetworkBase, sampling: SamplingConfig,
                 storage: StorageConfig, run: RunConfig, controller: RankController | None,
                 budget: int, world_size: int = 1) -> tuple[SamplingConfig, RankController | None, str]:
     """Fit the collocation batch (and sketch ranks) to a held-bytes budget.
@@ -205,9 +237,13 @@ def plan_memory(problem: Problem, model: ModelConfig, sampling: SamplingConfig,
             or a budget in which not even one point fits.
     """
     domain = problem.domain
-    keys = required_derivatives([problem.residual], domain)
+    keys = required_derivatives([problem.residual], domain, problem.fields)
     J = JetPlan.from_keys(keys, domain.dim).num_components
-    widths = (model.width,) * model.depth
+    if isinstance(model, NetworkBase):
+        widths = model.stored_widths
+    else:  # the stored widths of the network the run will build (weights drawn and dropped)
+        widths = build_network(model, domain, problem.fields,
+                               generator=torch.Generator().manual_seed(0)).stored_widths
     itemsize = 8 if run.dtype == "float64" else 4
     total = sampling.collocation
     n = -(-total // world_size)  # the largest share of one process
@@ -235,15 +271,15 @@ def plan_memory(problem: Problem, model: ModelConfig, sampling: SamplingConfig,
                                   "processes)" if world_size > 1 else "")
         return dataclasses.replace(sampling, collocation=points), controller, message
     else:
-        ranks = storage.rank if isinstance(storage.rank, tuple) else (storage.rank,) * model.depth
+        ranks = storage.rank if isinstance(storage.rank, tuple) else (storage.rank,) * len(widths)
         fits = largest_fitting(0, n, lambda x: sketch_held_bytes(
             x, widths, ranks, J, domain.dim, itemsize, storage.method, storage.exact_value)
             <= budget)
         message = f"memory budget {format_bytes(budget)}{per}: sketch storage at ranks {ranks}"
     if fits < 1:
         raise ValueError(f"memory budget {format_bytes(budget)} is too small for even one "
-                         f"collocation point with {storage.policy} storage on a "
-                         f"{model.depth} x {model.width} network")
+                         f"collocation point with {storage.policy} storage on a network "
+                         f"with stored widths {widths}")
     points = min(total, fits * world_size)
     message += f", {points} collocation points" + (
         f" ({-(-points // world_size)} per process)" if world_size > 1 else "") + (
@@ -255,7 +291,8 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
            quiet: bool | None = None, time_limit_s: float | None = None,
            problem: Problem | None = None, cluster: Cluster | None = None,
            device: str | None = None, threads: int | None = None,
-           allow_changed_problem: bool = False) -> SolveResult:
+           allow_changed_problem: bool = False, model: NetworkBase | None = None
+           ) -> SolveResult:
     """Continue the run in ``out_dir`` from its checkpoint (optionally with more steps).
 
     Only what may change on a continued run can be given: the step counts (never below
@@ -266,10 +303,17 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
     checked. The checkpoint is read as data; a problem file named by config.json is code
     and runs again (refused if its bytes changed, unless ``allow_changed_problem``).
 
+    A run solved with a network object (``solve(..., model=net)``) is resumed with the
+    same kind of network passed again as ``model`` (its weights come from the checkpoint).
+
+    A run solved with a network object (``solve(..., model=net)``) is resumed with the
+    same kind of network passed again as ``model`` (its weights come from the checkpoint).
+
     Raises:
         FileNotFoundError: no run, config.json or checkpoint.pt in ``out_dir``.
         ValueError: a damaged config.json or checkpoint, a mismatched checkpoint, an
-            unloadable or changed problem, fewer steps than were done, a used-up time limit.
+            unloadable or changed problem, fewer steps than were done, a used-up time limit,
+            a run of a network object resumed without ``model`` (or with another network).
         RunDirectoryInUse: another process is writing the run.
     """
     out = Path(out_dir)
@@ -278,7 +322,7 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
     try:
         config = cluster.from_main(lambda: read_json(out / "config.json"))
         problem, model, sampling, optim, storage, run, controller = _configs_from(
-            out, config, problem, allow_changed_problem)
+            out, config, problem, allow_changed_problem, model)
         run = dataclasses.replace(run, **{k: v for k, v in (
             ("quiet", quiet), ("time_limit_s", time_limit_s), ("device", device),
             ("threads", threads)) if v is not None})
@@ -293,6 +337,7 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
                 new_config[key] = config[key]
         task = _build_task(problem, new_config, model, sampling, optim, storage, run,
                            controller, cluster)
+        _note(new_config, task, run, cluster)
         if state.task_state:
             task.restore_checkpoint_state(state.task_state)
         state.phase = min(state.phase, next(
@@ -316,8 +361,10 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
 
 
 def _configs_from(out: Path, config: dict[str, Any], problem: Problem | None,
-                  allow_changed_problem: bool):
-    """(problem, model, sampling, optim, storage, run, controller) of a run's config.json."""
+                  allow_changed_problem: bool, network: NetworkBase | None = None):
+    """(problem, model, sampling, optim, storage, run, controller) of a run's config.json;
+    the model is ``network`` for a run solved with a network object (checked against the
+    structure config.json records)."""
     try:
         if problem is None:
             source = config["problem"].get("source")
@@ -327,7 +374,7 @@ def _configs_from(out: Path, config: dict[str, Any], problem: Problem | None,
                                  "resume(..., problem=...)")
             problem = make_problem(load_problem_source(source, allow_changed_problem),
                                    config["problem"]["params"])
-        model = ModelConfig(**config["model"])
+        model = _model_from(out, config["model"], network)
         sampling = SamplingConfig(**config["sampling"])
         optim = OptimConfig(**dict(config["optim"], weights=tuple(
             tuple(w) for w in config["optim"]["weights"])))
@@ -344,6 +391,24 @@ def _configs_from(out: Path, config: dict[str, Any], problem: Problem | None,
         raise ValueError(f"{str(out / 'config.json')!r} is damaged or written by another "
                          f"version of pinnsketch ({type(exc).__name__}: {exc})") from None
     return problem, model, sampling, optim, storage, run, controller
+
+
+def _model_from(out: Path, saved: dict[str, Any], network: NetworkBase | None
+                ) -> ModelConfig | NetworkBase:
+    if "network_object" in saved:
+        if network is None:
+            raise ValueError(
+                f"{str(out)!r} was solved with a {saved['network_object']} object passed to "
+                "solve(); its structure cannot be rebuilt from config.json: pass the same kind "
+                "of network to resume(..., model=net) (the weights come from the checkpoint)")
+        if _model_dict(network) != saved:
+            raise ValueError(f"the network passed to resume ({_model_dict(network)}) is not the "
+                             f"one {str(out)!r} was solved with ({saved})")
+        return network
+    if network is not None:
+        raise ValueError(f"{str(out)!r} was solved from a ModelConfig; resume rebuilds its "
+                         "network: drop model=")
+    return ModelConfig(**saved)
 
 
 def _extended(optim: OptimConfig, state: TrainState, steps: int | None,
@@ -450,8 +515,11 @@ def _report(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path
         "final_ranks": task.sketch_ranks,
         "rank_changes": list(task.rank_log),
         "collocation": config["sampling"]["collocation"],
-        "width": config["model"]["width"],
-        "depth": config["model"]["depth"],
+        "width": config["model"].get("width"),
+        "depth": config["model"].get("depth"),
+        "arch": config["model"].get("arch", config["model"].get("network_object")),
+        "fields": list(task.fields),
+        "conditions_in_loss": [c.label for c in task.conditions],
         "dtype": config["run"]["dtype"],
         "device": str(task.device),
         "world_size": task.cluster.world_size,
@@ -463,18 +531,42 @@ def _report(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path
     ref = task.reference.numpy() if task.reference is not None else None
     axes = [a.numpy() for a in task.grid.axes]
     names = task.grid.names
-    write_result_h5(out / "result.h5", grid_names=names, grid_axes=axes,
-                    points=task.eval_points.numpy(), solution=u, reference=ref,
-                    history=state.history, config=config, summary=summary,
-                    model_state=task.model.state_dict())
-    plot_field(out / "solution.png", names, axes, u, f"PINN solution ({summary['problem']})")
-    if ref is not None:
-        plot_field(out / "reference.png", names, axes, ref, f"reference ({summary['problem']})")
-        plot_field(out / "error.png", names, axes, abs(u - ref),
-                   f"|error|, L2 rel = {summary['l2_relative_error']:.2e}", cmap="viridis")
+    if len(task.fields) == 1:
+        write_result_h5(out / "result.h5", grid_names=names, grid_axes=axes,
+                        points=task.eval_points.numpy(), solution=u, reference=ref,
+                        history=state.history, config=config, summary=summary,
+                        model_state=task.model.state_dict())
+    else:
+        _write_fields_h5(out / "result.h5", task, names, axes, u, ref, state, config, summary)
+    for i, f in enumerate(task.fields):  # one set of plots per field (no suffix for one field)
+        uf, rf = (u, ref) if u.ndim == 1 else (u[:, i], None if ref is None else ref[:, i])
+        sfx, what = ("", summary["problem"]) if u.ndim == 1 else (f"_{f}", f"{summary['problem']}, {f}")
+        plot_field(out / f"solution{sfx}.png", names, axes, uf, f"PINN solution ({what})")
+        if rf is not None:
+            plot_field(out / f"reference{sfx}.png", names, axes, rf, f"reference ({what})")
+            plot_field(out / f"error{sfx}.png", names, axes, abs(uf - rf),
+                       f"|error| ({what}), L2 rel = {summary['l2_relative_error']:.2e}",
+                       cmap="viridis")
     if state.history:
         plot_history(out / "history.png", state.history, task.term_names)
         plot_columns(out / "ranks.png", state.history, "rank_", "sketch rank per hidden layer")
         plot_columns(out / "monitor.png", state.history, "gnorm_",
                      "gradient norm per layer: sketch estimate (lines), exact (dots)", logy=True)
     return summary
+
+
+def _write_fields_h5(path: Path, task: PINNTask, names, axes, u, ref, state: TrainState,
+                     config: dict[str, Any], summary: dict[str, Any]) -> None:
+    """result.h5 of a run with several fields: ``solution/<field>`` (and ``reference/<field>``,
+    ``abs_error/<field>``), grid-shaped, besides what a one-field run writes."""
+    shape = tuple(len(a) for a in axes)
+    datasets = {f"grid/{n}": a for n, a in zip(names, axes)}
+    datasets["points"] = task.eval_points.numpy()
+    for i, f in enumerate(task.fields):
+        datasets[f"solution/{f}"] = u[:, i].reshape(shape)
+        if ref is not None:
+            datasets[f"reference/{f}"] = ref[:, i].reshape(shape)
+            datasets[f"abs_error/{f}"] = abs(u[:, i] - ref[:, i]).reshape(shape)
+    write_run_h5(path, attrs={"config": config, "summary": summary,
+                              "coordinates": ",".join(names), "fields": ",".join(task.fields)},
+                 datasets=datasets, history=state.history, model_state=task.model.state_dict())

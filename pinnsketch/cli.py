@@ -20,7 +20,8 @@ __all__ = ["main"]
 
 # argparse destination -> configuration field, per configuration (one table: it builds the
 # configs and translates field names in error messages back to the flags).
-_MODEL_ARGS = {"width": "width", "depth": "depth", "activation": "activation"}
+_MODEL_ARGS = {"width": "width", "depth": "depth", "activation": "activation", "arch": "arch",
+               "harmonics": "harmonics", "init": "init"}
 _SAMPLING_ARGS = {"collocation": "collocation", "boundary_points": "boundary",
                   "initial_points": "initial", "sampler": "method",
                   "resample_every": "resample_every"}
@@ -66,6 +67,28 @@ def _build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     g.add_argument("--width", type=int, default=None, help="hidden width (default 20)")
     g.add_argument("--depth", type=int, default=None, help="hidden layers (default 8)")
     g.add_argument("--activation", default=None, help="tanh, sin or silu (default tanh)")
+    g.add_argument("--arch", default=None, metavar="mlp|modified",
+                   help="trunk: the plain MLP or the modified MLP (Wang, Teng & Perdikaris "
+                        "2021) (default mlp)")
+    g.add_argument("--fourier-features", default=None, metavar="M:SIGMA",
+                   help="random Fourier features: M frequencies (2M features) of scale SIGMA "
+                        "after the input scaling, e.g. 128:1.0 (default none)")
+    g.add_argument("--fourier-trainable", action="store_true",
+                   help="train the Fourier frequencies (default frozen)")
+    g.add_argument("--periodic", action="append", default=[], metavar="COORD",
+                   help="embed a coordinate exactly periodically, cos/sin(2 pi k x / L), "
+                        "k = 1..--harmonics; its Periodic conditions leave the loss "
+                        "(repeatable or a comma list, e.g. x or x,y)")
+    g.add_argument("--harmonics", type=int, default=None, metavar="K",
+                   help="harmonics K of --periodic (default 1)")
+    g.add_argument("--rwf", default=None, metavar="MU:SIGMA",
+                   help="random weight factorization W = diag(exp(s)) V, s ~ N(MU, SIGMA^2), "
+                        "on every dense layer, e.g. 1.0:0.1 (default none)")
+    g.add_argument("--init", default=None, help="weight initialiser: glorot, glorot_uniform "
+                   "or he (default glorot)")
+    g.add_argument("--network-per-field", action="store_true",
+                   help="with several fields, one network per field (default one network "
+                        "with an output per field)")
     g = s.add_argument_group("points")
     g.add_argument("--collocation", type=int, default=None, help="interior points (default 8000)")
     g.add_argument("--boundary-points", type=int, default=None, help="boundary points (200)")
@@ -153,6 +176,45 @@ def _given(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, objec
             if getattr(args, arg) is not None}
 
 
+def _pair(text: str, flag: str, example: str) -> tuple[str, str]:
+    a, sep, b = text.partition(":")
+    if not sep or not a.strip() or not b.strip():
+        raise ValueError(f"{flag} expects two values A:B, e.g. {flag} {example}, got {text!r}")
+    return a.strip(), b.strip()
+
+
+def _model_config(args: argparse.Namespace):
+    from pinnsketch.config import ModelConfig
+
+    kwargs = _given(args, _MODEL_ARGS)
+    if args.fourier_features is not None:
+        m, sigma = _pair(args.fourier_features, "--fourier-features", "128:1.0")
+        try:
+            kwargs["fourier_features"] = int(m)
+        except ValueError:
+            raise ValueError(f"--fourier-features {args.fourier_features}: the count {m!r} is "
+                             "not an integer") from None
+        kwargs["fourier_sigma"] = _number(sigma, f"--fourier-features {args.fourier_features}")
+        if kwargs["fourier_features"] < 1:
+            raise ValueError(f"--fourier-features {args.fourier_features}: the count must be "
+                             ">= 1")
+    elif args.fourier_trainable:
+        raise ValueError("--fourier-trainable needs --fourier-features M:SIGMA")
+    if args.fourier_trainable:
+        kwargs["fourier_trainable"] = True
+    if args.rwf is not None:
+        mu, sigma = _pair(args.rwf, "--rwf", "1.0:0.1")
+        kwargs["rwf"] = (_number(mu, f"--rwf {args.rwf}"), _number(sigma, f"--rwf {args.rwf}"))
+    periodic = tuple(c.strip() for item in args.periodic for c in item.split(",") if c.strip())
+    if periodic:
+        kwargs["periodic"] = periodic
+    elif args.harmonics is not None:
+        raise ValueError("--harmonics needs --periodic COORD")
+    if args.network_per_field:
+        kwargs["per_field"] = True
+    return ModelConfig(**kwargs)
+
+
 def _cmd_list() -> int:
     from pinnsketch.pde.registry import builtin_problems, load_problem_file
 
@@ -196,7 +258,7 @@ def _fixed_on_resume(args: argparse.Namespace, defaults: dict[str, object]) -> l
 
 def _solve_or_resume(args: argparse.Namespace, cluster, defaults: dict[str, object]) -> int:
     from pinnsketch.api import load_problem, resume, solve
-    from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig, parse_phases
+    from pinnsketch.config import OptimConfig, RunConfig, SamplingConfig, parse_phases
     from pinnsketch.pde.registry import parse_param_overrides
 
     if args.resume:
@@ -221,7 +283,7 @@ def _solve_or_resume(args: argparse.Namespace, cluster, defaults: dict[str, obje
     if not args.problem:
         raise ValueError("name a problem (see 'pinnsketch list') or give --resume DIR")
     problem = load_problem(args.problem, **parse_param_overrides(args.param))
-    model = ModelConfig(**_given(args, _MODEL_ARGS))
+    model = _model_config(args)
     sampling = SamplingConfig(**_given(args, _SAMPLING_ARGS))
     weights = tuple((k, _number(v, f"--weight {k}={v}"))
                     for k, v in parse_param_overrides(args.weight, "--weight").items())

@@ -13,6 +13,7 @@ from typing import Any
 
 from pinnsketch.activations import ACTIVATIONS
 from pinnsketch.checks import check_int, check_real, is_real
+from pinnsketch.network import ARCHITECTURES, RWF, check_init
 from pinnsketch.optim import DEFAULT_DENSE_LIMIT_BYTES, OPTIMIZERS
 from pinnsketch.pde.sampling import SAMPLERS
 
@@ -24,17 +25,72 @@ DTYPES = ("float32", "float64")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """MLP shape: ``depth`` hidden layers of ``width`` units, activation by name."""
+    """The network: ``arch`` trunk of ``depth`` hidden layers of ``width`` units, and its parts.
+
+    Args:
+        width, depth, activation: the trunk's hidden layers.
+        arch: the trunk, one of :data:`pinnsketch.network.ARCHITECTURES` (``mlp``, or
+            ``modified``: the modified MLP of Wang, Teng & Perdikaris 2021).
+        fourier_features: m > 0 adds random Fourier features [cos(B h), sin(B h)] with m
+            frequencies (output width 2m) after the input scaling; 0 (default) none.
+        fourier_sigma: the frequencies' scale sigma > 0 (B ~ N(0, sigma^2)).
+        fourier_trainable: train B (default frozen).
+        periodic: coordinates embedded exactly periodically, cos/sin(2 pi k x / L),
+            k = 1..``harmonics``; their ``Periodic`` conditions then leave the loss.
+        harmonics: K >= 1 of the periodic embedding.
+        rwf: (mu, sigma) of random weight factorization W = diag(exp(s)) V, s ~ N(mu,
+            sigma^2), on every dense layer; None (default) for plain weights.
+        init: weight initialiser, one of :data:`pinnsketch.network.INITIALIZERS`.
+        per_field: with several fields, one network per field instead of one network with
+            an output per field.
+
+    Raises:
+        ValueError: naming the bad value and the valid choices.
+    """
 
     width: int = 20
     depth: int = 8
     activation: str = "tanh"
+    arch: str = "mlp"
+    fourier_features: int = 0
+    fourier_sigma: float = 1.0
+    fourier_trainable: bool = False
+    periodic: tuple[str, ...] = ()
+    harmonics: int = 1
+    rwf: tuple[float, float] | None = None
+    init: str = "glorot"
+    per_field: bool = False
 
     def __post_init__(self) -> None:
         check_int("model.width", self.width, low=1)
         check_int("model.depth", self.depth, low=1)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch!r}; valid architectures: "
+                             f"{', '.join(ARCHITECTURES)}")
+        check_int("model.fourier_features", self.fourier_features, low=0)
+        check_real("model.fourier_sigma", self.fourier_sigma, low=0, low_open=True)
+        check_int("model.harmonics", self.harmonics, low=1)
+        check_init(self.init)
+        for name in ("fourier_trainable", "per_field"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"model.{name} must be True or False, got "
+                                 f"{getattr(self, name)!r}")
+        periodic = self.periodic
+        if isinstance(periodic, str):
+            raise ValueError(f"model.periodic must be a tuple of coordinate names, e.g. "
+                             f"({periodic!r},), not a string")
+        periodic = tuple(periodic)
+        if not all(isinstance(c, str) for c in periodic) or len(set(periodic)) != len(periodic):
+            raise ValueError(f"model.periodic must be distinct coordinate names, got {periodic!r}")
+        object.__setattr__(self, "periodic", periodic)
+        if self.rwf is not None:
+            rwf = tuple(self.rwf)
+            if len(rwf) != 2:
+                raise ValueError(f"model.rwf must be (mu, sigma), got {self.rwf!r}")
+            RWF(*rwf)  # validates
+            object.__setattr__(self, "rwf", tuple(float(v) for v in rwf))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ recomputation closure; the caller holds the points anyway). Peak figures
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -24,7 +24,7 @@ from pinnsketch.sketch import check_method, held_numel
 from pinnsketch.sketch.quantize import QUANT_BLOCK_ROWS, quant8_numbytes
 
 __all__ = ["HeldBytes", "held_bytes", "peak_rss_bytes", "cuda_peak_bytes",
-           "expected_exact_bytes", "expected_sketch_bytes", "expected_quant8_bytes",
+           "policy_held_bytes", "expected_exact_bytes", "expected_sketch_bytes", "expected_quant8_bytes",
            "expected_projection_bytes"]
 
 
@@ -123,12 +123,86 @@ def cuda_peak_bytes(device: torch.device | str | int | None = None) -> int | Non
     return int(torch.cuda.max_memory_allocated(device))
 
 
-def _hidden_widths(mlp) -> list[int]:
-    return [layer.out_features for layer in mlp.layers[:-1]]
+def _check_pos_int(name: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name}={v!r} must be an int >= 1")
+    return v
 
 
-def expected_exact_bytes(mlp, plan, n_points: int, itemsize: int) -> int:
-    """Held bytes of the ``exact`` policy: sum over hidden layers of J N w, plus N d (the points).
+def _per_stored(value: int | Sequence[int], count: int, what: str) -> tuple[int, ...]:
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * count
+    if len(values) != count:
+        raise ValueError(f"{len(values)} {what} for {count} stored activations; give one each "
+                         "or one int")
+    return tuple(_check_pos_int(what[:-1], v) for v in values)
+
+
+def policy_held_bytes(policy: str, n_points: int, widths: Sequence[int], num_components: int,
+                      input_dim: int, itemsize: int, rank: int | Sequence[int] | None = None,
+                      method: str = "randomized_svd", exact_value: bool = False,
+                      block_rows: int = QUANT_BLOCK_ROWS) -> int:
+    """Held bytes of a jet storage policy: the one set of formulas (DESIGN.md section 4).
+
+    A network's stored activations (``net.stored_widths``: every hidden layer, and the
+    modified MLP's encoders, each counted once) have widths w_l; per stored activation and
+    jet component (J of them), N points, k = min(rank, N, w), s = min(2k + 1, N, w):
+
+    - ``exact``: N w numbers;
+    - ``sketch``: ``truncated_svd``, ``randomized_svd``, ``range_finder``: k (N + w) numbers;
+      ``three_sketch``, ``ema``: k (w + N) + s^2; with ``exact_value`` component 0 keeps N w;
+    - ``quant8``: N w one-byte codes and 2 ceil(N / block_rows) w range numbers;
+    - ``projection``: N min(rank, w) numbers;
+    - ``checkpoint``: nothing per activation;
+
+    plus the N d numbers of the points, all numbers times ``itemsize``.
+
+    Raises:
+        ValueError: an unknown policy (``autograd`` has no closed form), a rank missing for
+            ``sketch``/``projection`` or given to another policy, a wrong number of ranks.
+
+    >>> policy_held_bytes("exact", 100, (10, 10, 10), 4, 2, 4)
+    48800
+    >>> policy_held_bytes("sketch", 100, (10, 10, 10), 4, 2, 4, rank=2, method="range_finder")
+    11360
+    """
+    widths = tuple(widths)
+    if not widths:
+        raise ValueError("widths=() is empty; give the stored activations' widths, e.g. (50,) * 4")
+    for w in widths:
+        _check_pos_int("width", w)
+    n = _check_pos_int("n_points", n_points)
+    J = _check_pos_int("num_components", num_components)
+    d = _check_pos_int("input_dim", input_dim)
+    _check_pos_int("itemsize", itemsize)
+    ranked = ("sketch", "projection")
+    if policy not in ("exact", "sketch", "quant8", "projection", "checkpoint"):
+        raise ValueError(f"no held-bytes formula for policy {policy!r}: valid policies exact, "
+                         "sketch, quant8, projection, checkpoint (autograd's has no closed form)")
+    if policy in ranked and rank is None:
+        raise ValueError(f"{policy} needs a rank, e.g. rank=16")
+    if policy not in ranked and rank is not None:
+        raise ValueError(f"{policy} has no rank, got rank={rank!r}; drop it")
+    points = itemsize * n * d
+    if policy == "checkpoint":
+        return points
+    if policy == "exact":
+        return points + itemsize * J * n * sum(widths)
+    if policy == "quant8":
+        return points + J * sum(quant8_numbytes(n, w, itemsize, block_rows) for w in widths)
+    ranks = _per_stored(rank, len(widths), "ranks")
+    if policy == "projection":
+        return points + itemsize * J * n * sum(min(r, w) for w, r in zip(widths, ranks))
+    check_method(method)
+    numbers = 0
+    for w, r in zip(widths, ranks, strict=True):
+        per = held_numel(method, n, w, r)
+        numbers += (J - 1) * per + (n * w if exact_value else per)
+    return points + itemsize * numbers
+
+
+def expected_exact_bytes(net, plan, n_points: int, itemsize: int) -> int:
+    """Held bytes of the ``exact`` policy on ``net``: sum over its stored activations of
+    J N w, plus N d (the points); :func:`policy_held_bytes`.
 
     >>> from pinnsketch.model import MLP
     >>> from pinnsketch.storage import JetPlan
@@ -136,18 +210,15 @@ def expected_exact_bytes(mlp, plan, n_points: int, itemsize: int) -> int:
     >>> expected_exact_bytes(net, JetPlan.from_keys([(0,), (1,), (0, 0)], 2), 100, 4)
     48800
     """
-    J, n = plan.num_components, n_points
-    return itemsize * (sum(J * n * w for w in _hidden_widths(mlp)) + n * plan.dim)
+    return policy_held_bytes("exact", n_points, net.stored_widths, plan.num_components,
+                             plan.dim, itemsize)
 
 
-def expected_sketch_bytes(mlp, plan, n_points: int, itemsize: int,
+def expected_sketch_bytes(net, plan, n_points: int, itemsize: int,
                           rank: int | tuple[int, ...], method: str = "range_finder",
                           exact_value: bool = False) -> int:
-    """Held bytes of the ``sketch`` policy: per hidden layer and jet component the sketch, plus N d.
-
-    With k = min(rank, N, w) and s = min(2k + 1, N, w): ``three_sketch`` and ``ema`` keep
-    k (w + N) + s^2 numbers per component, ``range_finder`` k (N + w); with ``exact_value``
-    component 0 keeps N w instead.
+    """Held bytes of the ``sketch`` policy on ``net`` at ``rank`` (one int, or one per stored
+    activation); :func:`policy_held_bytes`.
 
     >>> from pinnsketch.model import MLP
     >>> from pinnsketch.storage import JetPlan
@@ -156,23 +227,13 @@ def expected_sketch_bytes(mlp, plan, n_points: int, itemsize: int,
     >>> expected_sketch_bytes(net, plan, 100, 4, rank=2)
     11360
     """
-    widths = _hidden_widths(mlp)
-    ranks = tuple(rank) if isinstance(rank, (tuple, list)) else (rank,) * len(widths)
-    if len(ranks) != len(widths):
-        raise ValueError(f"{len(ranks)} ranks for {len(widths)} hidden layers")
-    check_method(method)
-    n, total = n_points, n_points * plan.dim
-    for w, r in zip(widths, ranks, strict=True):
-        per = held_numel(method, n, w, r)
-        for j in range(plan.num_components):
-            total += n * w if (exact_value and j == 0) else per
-    return itemsize * total
+    return policy_held_bytes("sketch", n_points, net.stored_widths, plan.num_components,
+                             plan.dim, itemsize, rank, method, exact_value)
 
 
-def expected_quant8_bytes(mlp, plan, n_points: int, itemsize: int,
+def expected_quant8_bytes(net, plan, n_points: int, itemsize: int,
                           block_rows: int = QUANT_BLOCK_ROWS) -> int:
-    """Held bytes of the ``quant8`` policy: per hidden layer and jet component N w one-byte
-    codes plus 2 ceil(N / block_rows) w range numbers, plus N d numbers (the points).
+    """Held bytes of the ``quant8`` policy on ``net``; :func:`policy_held_bytes`.
 
     >>> from pinnsketch.model import MLP
     >>> from pinnsketch.storage import JetPlan
@@ -180,15 +241,13 @@ def expected_quant8_bytes(mlp, plan, n_points: int, itemsize: int,
     >>> expected_quant8_bytes(net, JetPlan.from_keys([(0,), (1,), (0, 0)], 2), 100, 4)
     13760
     """
-    n = n_points
-    per = sum(quant8_numbytes(n, w, itemsize, block_rows) for w in _hidden_widths(mlp))
-    return plan.num_components * per + itemsize * n * plan.dim
+    return policy_held_bytes("quant8", n_points, net.stored_widths, plan.num_components,
+                             plan.dim, itemsize, block_rows=block_rows)
 
 
-def expected_projection_bytes(mlp, plan, n_points: int, itemsize: int,
+def expected_projection_bytes(net, plan, n_points: int, itemsize: int,
                               rank: int | tuple[int, ...]) -> int:
-    """Held bytes of the ``projection`` policy: per hidden layer and jet component N k numbers
-    (k = min(rank, w)), plus N d (the points).
+    """Held bytes of the ``projection`` policy on ``net``; :func:`policy_held_bytes`.
 
     >>> from pinnsketch.model import MLP
     >>> from pinnsketch.storage import JetPlan
@@ -196,10 +255,5 @@ def expected_projection_bytes(mlp, plan, n_points: int, itemsize: int,
     >>> expected_projection_bytes(net, JetPlan.from_keys([(0,), (1,), (0, 0)], 2), 100, 4, 3)
     15200
     """
-    widths = _hidden_widths(mlp)
-    ranks = tuple(rank) if isinstance(rank, (tuple, list)) else (rank,) * len(widths)
-    if len(ranks) != len(widths):
-        raise ValueError(f"{len(ranks)} ranks for {len(widths)} hidden layers")
-    n = n_points
-    numbers = sum(plan.num_components * n * min(r, w) for w, r in zip(widths, ranks, strict=True))
-    return itemsize * (numbers + n * plan.dim)
+    return policy_held_bytes("projection", n_points, net.stored_widths, plan.num_components,
+                             plan.dim, itemsize, rank)

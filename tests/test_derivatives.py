@@ -102,24 +102,26 @@ def test_cached_once_per_key():
 
     d = Derivatives(XT, torch.zeros(3, 2, dtype=F64), compute)
     d.u_xt, d.u_tx, d.key((1, 0)), d.u_xt
-    assert calls == [(0, 1)]
+    assert calls == [("u", (0, 1))]
 
 
 def test_names_round_trip():
-    assert parse_name("u", XT) == ()
-    assert parse_name("u_tx", XT) == (0, 1)
-    assert key_name((0, 1), XT) == "u_xt"
-    assert key_name((), XT) == "u"
+    assert parse_name("u", XT) == ("u", ())
+    assert parse_name("u_tx", XT) == ("u", (0, 1))
+    assert parse_name("p_x", XT, ("u", "p")) == ("p", (0,))
+    assert key_name(("u", (0, 1)), XT) == "u_xt"
+    assert key_name(("v", ()), XT) == "v"
+    assert key_name((0, 1), XT) == "u_xt"  # a bare coordinate key names the single field
 
 
 def test_required_derivatives_burgers():
     problem = make_problem(resolve_problem("burgers"))
     keys = required_derivatives([problem.residual], problem.domain)
     assert {key_name(k, problem.domain) for k in keys} == {"u", "u_t", "u_x", "u_xx"}
-    assert keys == ((), (0,), (1,), (0, 0))  # sorted by order, then index
+    assert keys == (("u", ()), ("u", (0,)), ("u", (1,)), ("u", (0, 0)))  # by order, then index
 
 
 def test_required_derivatives_laplacian_and_coordinates():
     problem = make_problem(resolve_problem("poisson"))
     keys = required_derivatives([problem.residual], problem.domain)
-    assert keys == ((), (0, 0), (1, 1))  # reading d.x, d.y adds nothing
+    assert keys == (("u", ()), ("u", (0, 0)), ("u", (1, 1)))  # reading d.x, d.y adds nothing

@@ -201,7 +201,7 @@ def test_measure_error_and_set_ranks(burgers):
     eng.set_ranks((16, 16, 16))
     eng(pts)
     assert all(e <= ROUNDOFF for e in eng.last_sketch_errors)
-    with pytest.raises(ValueError, match="3 hidden layers"):
+    with pytest.raises(ValueError, match="3 stored activations"):
         eng.set_ranks((4, 4))
     with pytest.raises(ValueError, match=">= 1"):
         eng.set_ranks(0)
@@ -308,7 +308,7 @@ def test_bad_engine_refused(burgers):
     with pytest.raises(ValueError, match="u_xxx is a derivative of order 3.*'autograd'"):
         make_engine(net, problem.domain, keys + ((0, 0, 0),), StorageConfig("exact"))
     make_engine(net, problem.domain, keys + ((0, 0, 0),), StorageConfig("autograd"))
-    with pytest.raises(ValueError, match="3 entries but the network has 2 hidden layers"):
+    with pytest.raises(ValueError, match="3 entries but the network has 2 stored activations"):
         make_engine(net, problem.domain, keys, StorageConfig("sketch", rank=(2, 2, 2)))
     d = make_engine(net, problem.domain, [(0,)], StorageConfig("exact"))(
         _points(problem.domain, 5))

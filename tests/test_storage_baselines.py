@@ -326,7 +326,7 @@ def test_bad_config_refused(kwargs, match):
 def test_bad_arguments_refused(burgers):
     problem, keys = burgers
     net = _net(problem.domain)
-    with pytest.raises(ValueError, match=r"rank=\(4, 4\) has 2 entries.*3 hidden layers"):
+    with pytest.raises(ValueError, match=r"rank=\(4, 4\) has 2 entries.*3 stored activations"):
         make_engine(net, problem.domain, keys, StorageConfig("projection", rank=(4, 4)))
     with pytest.raises(ValueError, match="block_rows=0 must be an int >= 1"):
         quantize(_matrix(), 0, block_rows=0)

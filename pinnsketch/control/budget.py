@@ -2,20 +2,11 @@
 
 The budget bounds the bytes *held for backward* (what :mod:`pinnsketch.memory` counts): not
 the weights, the optimizer state, or the backward pass's own working set (which bounds the
-peak; see DESIGN.md section 2). The formulas are those of
-:func:`pinnsketch.memory.expected_sketch_bytes` and :func:`~pinnsketch.memory.expected_exact_bytes`
-written as functions of (N, ranks) rather than of a built network; tests check that they
-agree. Per hidden layer of width w and jet component, with k = min(rank, N, w) and
-s = min(2k + 1, N, w):
-
-- ``truncated_svd`` and ``range_finder``: k (N + w) numbers;
-- ``three_sketch`` and ``ema``: k (w + N) + s^2 numbers;
-- exact storage (and component 0 under ``exact_value``): N w numbers;
-
-plus N d for the points, all times the item size. The compressed baselines
-(:func:`compressed_held_bytes`): ``quant8`` keeps N w one-byte codes and 2 ceil(N / 256) w
-range numbers per component, ``projection`` N min(rank, w) numbers per component; neither is
-planned by :func:`plan_budget` (it plans sketch ranks).
+peak; see DESIGN.md section 2). The formulas are :func:`pinnsketch.memory.policy_held_bytes`
+(one copy), functions of the network's stored widths (``net.stored_widths``: every hidden
+layer, the modified MLP's encoders too), the jet components J, the input dimension d, the
+item size, N and the ranks; :func:`exact_held_bytes`, :func:`sketch_held_bytes` and
+:func:`compressed_held_bytes` are that function under the planner's argument order.
 """
 
 from __future__ import annotations
@@ -26,8 +17,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from pinnsketch.checks import is_int
-from pinnsketch.sketch.methods import check_method, held_numel
-from pinnsketch.sketch.quantize import quant8_numbytes
+from pinnsketch.memory import policy_held_bytes
+from pinnsketch.sketch.methods import check_method
 
 __all__ = ["BudgetPlan", "compressed_held_bytes", "exact_held_bytes", "exact_points_within",
            "format_bytes", "largest_fitting", "parse_bytes", "plan_budget",
@@ -121,43 +112,25 @@ def exact_held_bytes(n_points: int, widths: Sequence[int], num_components: int,
     >>> exact_held_bytes(100, (10, 10, 10), 4, 2, 4)
     48800
     """
-    widths = _check_common(widths, num_components, input_dim, itemsize)
-    _check_pos_int("n_points", n_points)
-    return itemsize * n_points * (num_components * sum(widths) + input_dim)
+    return policy_held_bytes("exact", n_points, widths, num_components, input_dim, itemsize)
 
 
 def sketch_held_bytes(n_points: int, widths: Sequence[int], ranks: int | Sequence[int],
                       num_components: int, input_dim: int, itemsize: int,
                       method: str = "range_finder", exact_value: bool = False) -> int:
-    """Held bytes of ``sketch`` storage at N points and the given per-layer ranks.
-
-    Same value as :func:`pinnsketch.memory.expected_sketch_bytes` for an MLP with these
-    hidden widths and a jet plan with ``num_components`` components in ``input_dim``
-    coordinates (formulas in the module docstring).
+    """Held bytes of ``sketch`` storage at N points and the given per-activation ranks.
 
     >>> sketch_held_bytes(100, (10, 10, 10), 2, 4, 2, 4)
     11360
     """
-    widths = _check_common(widths, num_components, input_dim, itemsize)
-    n = _check_pos_int("n_points", n_points)
-    check_method(method)
-    ranks = tuple(ranks) if isinstance(ranks, (tuple, list)) else (ranks,) * len(widths)
-    if len(ranks) != len(widths):
-        raise ValueError(f"{len(ranks)} ranks for {len(widths)} hidden layers; give one each")
-    total = n * input_dim
-    for w, r in zip(widths, ranks, strict=True):
-        per = held_numel(method, n, w, _check_pos_int("rank", r))
-        total += (num_components - 1) * per + (n * w if exact_value else per)
-    return itemsize * total
+    return policy_held_bytes("sketch", n_points, widths, num_components, input_dim, itemsize,
+                             ranks, method, exact_value)
 
 
 def compressed_held_bytes(policy: str, n_points: int, widths: Sequence[int],
                           num_components: int, input_dim: int, itemsize: int,
                           rank: int | Sequence[int] | None = None) -> int:
     """Held bytes of ``quant8`` or ``projection`` storage at N points.
-
-    Same value as :func:`pinnsketch.memory.expected_quant8_bytes` and
-    :func:`~pinnsketch.memory.expected_projection_bytes` (formulas in the module docstring).
 
     Raises:
         ValueError: another policy, a rank given to ``quant8`` or missing for ``projection``.
@@ -167,24 +140,10 @@ def compressed_held_bytes(policy: str, n_points: int, widths: Sequence[int],
     >>> compressed_held_bytes("projection", 100, (10, 10, 10), 4, 2, 4, rank=3)
     15200
     """
-    widths = _check_common(widths, num_components, input_dim, itemsize)
-    n = _check_pos_int("n_points", n_points)
-    if policy == "quant8":
-        if rank is not None:
-            raise ValueError(f"quant8 has no rank, got rank={rank!r}; drop it")
-        per = sum(quant8_numbytes(n, w, itemsize) for w in widths)
-        return num_components * per + itemsize * n * input_dim
-    if policy != "projection":
+    if policy not in ("quant8", "projection"):
         raise ValueError(f"compressed_held_bytes covers 'quant8' and 'projection', not "
                          f"{policy!r}; use exact_held_bytes or sketch_held_bytes")
-    if rank is None:
-        raise ValueError("projection needs a rank (the projected width), e.g. rank=16")
-    ranks = tuple(rank) if isinstance(rank, (tuple, list)) else (rank,) * len(widths)
-    if len(ranks) != len(widths):
-        raise ValueError(f"{len(ranks)} ranks for {len(widths)} hidden layers; give one each")
-    numbers = sum(num_components * n * min(_check_pos_int("rank", r), w)
-                  for w, r in zip(widths, ranks, strict=True))
-    return itemsize * (numbers + n * input_dim)
+    return policy_held_bytes(policy, n_points, widths, num_components, input_dim, itemsize, rank)
 
 
 def exact_points_within(budget_bytes: int, widths: Sequence[int], num_components: int,
@@ -205,7 +164,7 @@ class BudgetPlan:
 
     Attributes:
         points: collocation points per step (<= the requested number).
-        ranks: per hidden layer the largest rank that fits (uniform, clamped to the width):
+        ranks: per stored activation the largest rank that fits (uniform, clamped to the width):
             the rank caps to give :class:`~pinnsketch.control.rank.RankController` as
             ``budget_ranks``.
         held_bytes: the held bytes at (points, ranks), <= the budget.
@@ -248,7 +207,7 @@ def plan_budget(budget_bytes: int, widths: Sequence[int], num_components: int, i
 
     Args:
         budget_bytes: bytes held for backward allowed (e.g. ``parse_bytes("2GB")``).
-        widths: hidden-layer widths.
+        widths: the stored activations' widths (``net.stored_widths``).
         num_components: jet components J per layer (``JetPlan.num_components``).
         input_dim: number of input coordinates d.
         itemsize: bytes per number (4 for float32, 8 for float64).

@@ -18,6 +18,9 @@ Boundary conditions take ``on``: None for the whole spatial boundary, face names
 ``points -> (N,) bool`` that keeps a part of the boundary. Normals come from the domain's
 boundary sampler (:mod:`pinnsketch.pde.geometry`), so Neumann and Robin conditions hold on
 curved and polygonal boundaries alike.
+
+Each constrains one output field: ``field`` names it (default: the problem's only field; a
+problem with several fields must name it).
 """
 
 from __future__ import annotations
@@ -63,21 +66,46 @@ class ConditionPoints:
 @dataclass(frozen=True, kw_only=True)
 class Condition:
     """Base: ``name`` labels the loss term (default: the class name), ``weight`` scales it
-    (its default weight; ``--weight NAME=W`` / ``OptimConfig.weights`` replaces it)."""
+    (its default weight; ``--weight NAME=W`` / ``OptimConfig.weights`` replaces it),
+    ``field`` is the output field it constrains (None: the problem's only field)."""
 
     name: str = ""
     weight: float = 1.0
+    field: str | None = None
 
     def __post_init__(self) -> None:
         w = self.weight
-        if not is_real(w) or not math.isfinite(w) \
-                or w < 0:
+        if not is_real(w) or not math.isfinite(w) or w < 0:
             raise ValueError(f"condition {self.label!r}: weight must be a finite number >= 0, "
                              f"got {w!r}")
+        if self.field is not None and (not isinstance(self.field, str) or not self.field):
+            raise ValueError(f"condition {self.label!r}: field must be a field name, got "
+                             f"{self.field!r}")
 
     @property
     def label(self) -> str:
         return self.name or type(self).__name__.lower()
+
+    def field_of(self, d: Derivatives) -> str:
+        """The field this condition constrains among ``d.fields``.
+
+        Raises:
+            ValueError: no ``field`` with several fields, or a field that is not declared.
+        """
+        if self.field is None:
+            if len(d.fields) != 1:
+                raise ValueError(f"condition {self.label!r}: the problem has several fields "
+                                 f"{d.fields}; name the one it constrains, e.g. "
+                                 f"field={d.fields[0]!r}")
+            return d.fields[0]
+        if self.field not in d.fields:
+            raise ValueError(f"condition {self.label!r}: field {self.field!r} is not a field of "
+                             f"the problem; its fields: {', '.join(d.fields)}")
+        return self.field
+
+    def value_of(self, d: Derivatives, coords: tuple[int, ...] = ()) -> Field:
+        """The constrained field (or its derivative along ``coords``) at the points."""
+        return d.key((self.field_of(d), coords))
 
     def sample(self, domain: Box, n: int, method: str, seed: int, dtype) -> ConditionPoints:
         raise NotImplementedError
@@ -96,9 +124,9 @@ def _face_points(domain, on, n: int, method: str, seed: int, dtype) -> Condition
     return ConditionPoints(*domain.sample_boundary(n, method, seed, dtype, on=on))
 
 
-def _normal_derivative(d: Derivatives, normals: Points) -> Field:
-    """du/dn = sum over spatial coordinates c of n_c u_c."""
-    return sum(normals[:, i] * d.key((i,)) for i, c in enumerate(d.domain.names)
+def _normal_derivative(cond: Condition, d: Derivatives, normals: Points) -> Field:
+    """du/dn = sum over spatial coordinates c of n_c u_c, u the condition's field."""
+    return sum(normals[:, i] * cond.value_of(d, (i,)) for i, c in enumerate(d.domain.names)
                if c != d.domain.time)
 
 
@@ -117,7 +145,7 @@ class Dirichlet(Condition):
         return _face_points(domain, self.on, n, method, seed, dtype)
 
     def residual(self, d, normals):
-        return d.u - _value(self.value, d)
+        return self.value_of(d) - _value(self.value, d)
 
 
 @dataclass(frozen=True)
@@ -132,7 +160,7 @@ class Neumann(Condition):
         return _face_points(domain, self.on, n, method, seed, dtype)
 
     def residual(self, d, normals):
-        return _normal_derivative(d, normals) - _value(self.value, d)
+        return _normal_derivative(self, d, normals) - _value(self.value, d)
 
 
 @dataclass(frozen=True)
@@ -158,7 +186,8 @@ class Robin(Condition):
         return _face_points(domain, self.on, n, method, seed, dtype)
 
     def residual(self, d, normals):
-        return self.a * d.u + self.b * _normal_derivative(d, normals) - _value(self.value, d)
+        return (self.a * self.value_of(d) + self.b * _normal_derivative(self, d, normals)
+                - _value(self.value, d))
 
 
 @dataclass(frozen=True)
@@ -175,7 +204,7 @@ class Initial(Condition):
         return ConditionPoints(pts, torch.zeros_like(pts))
 
     def residual(self, d, normals):
-        return d.u - _value(self.value, d)
+        return self.value_of(d) - _value(self.value, d)
 
     def uses_boundary_budget(self) -> bool:
         return False
@@ -187,7 +216,7 @@ class InitialVelocity(Initial):
     second order in time (the wave equation)."""
 
     def residual(self, d, normals):
-        return d[f"u_{d.domain.time}"] - _value(self.value, d)
+        return self.value_of(d, (d.domain.index(d.domain.time),)) - _value(self.value, d)
 
 
 @dataclass(frozen=True)
@@ -213,7 +242,7 @@ class Periodic(Condition):
 
     def residual(self, d, normals):
         half = d.points.shape[0] // 2
-        u, du = d.u, d[f"u_{self.coord}"]
+        u, du = self.value_of(d), self.value_of(d, (d.domain.index(self.coord),))
         return torch.cat([u[:half] - u[half:], du[:half] - du[half:]])
 
 
@@ -275,4 +304,4 @@ class PointData(Condition):
         return self.values[torch.from_numpy(idx)].to(points.dtype).to(points.device)
 
     def residual(self, d, normals):
-        return d.u - self.data_values(d.points)
+        return self.value_of(d) - self.data_values(d.points)

@@ -38,6 +38,7 @@ import torch
 
 from pinnsketch._types import Field, Points
 from pinnsketch.pde.conditions import Condition
+from pinnsketch.pde.constraints import OutputTransform
 from pinnsketch.pde.derivatives import Derivatives
 from pinnsketch.pde.domain import Box
 
@@ -94,11 +95,13 @@ class Problem:
     """Base class of a PDE problem. Subclasses are frozen dataclasses.
 
     Class attributes: ``name`` (registry name), ``equation`` (one line, shown by
-    ``pinnsketch list``).
+    ``pinnsketch list``), ``fields`` (the names of the unknown fields, default ``("u",)``:
+    one network output each, read in a residual as ``d.u``, ``d.v_x``, ``d.p``, ...).
     """
 
     name: ClassVar[str] = "problem"
     equation: ClassVar[str] = ""
+    fields: ClassVar[tuple[str, ...]] = ("u",)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -120,6 +123,11 @@ class Problem:
 
     def conditions(self) -> tuple[Condition, ...]:
         """Boundary and initial conditions."""
+        return ()
+
+    def output_transforms(self) -> tuple[OutputTransform, ...]:
+        """Hard constraints u = g + phi N (at most one per field); the conditions each one
+        names in ``satisfies`` leave the loss. None by default."""
         return ()
 
     def reference(self, points: Points) -> Field:

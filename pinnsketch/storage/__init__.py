@@ -1,8 +1,10 @@
 """Storage policies for PINN training: Taylor-mode jets, exact or sketched saved activations.
 
-- :mod:`~pinnsketch.storage.jets`: jet plans and jet propagation (pure torch).
-- :mod:`~pinnsketch.storage.functions`: the fused custom autograd Functions (the only code
-  touching ctx), exact, sketched, or compressed (``quant8``, ``projection``).
+- :mod:`~pinnsketch.storage.jets`: the activation jets' hand-written VJP (the jet rules
+  themselves live in :mod:`pinnsketch.network.jets`).
+- :mod:`~pinnsketch.storage.functions`: the fused custom autograd Functions, exact, sketched,
+  or compressed (``quant8``, ``projection``), and the options objects of each policy.
+- :mod:`~pinnsketch.storage.segment`: the generic segment Function (any part of a network).
 - :mod:`~pinnsketch.storage.engines`: :class:`StorageConfig`, :func:`make_engine`.
 """
 
@@ -11,6 +13,7 @@ from pinnsketch.storage.engines import (
     STORAGE_POLICIES,
     Engine,
     StorageConfig,
+    describe_stored,
     make_engine,
 )
 from pinnsketch.storage.functions import (
@@ -18,6 +21,7 @@ from pinnsketch.storage.functions import (
     ActLinear,
     CompressedActLinear,
     CompressOptions,
+    ExactOptions,
     InputLinear,
     SketchedActLinear,
     SketchOptions,
@@ -33,6 +37,7 @@ from pinnsketch.storage.jets import (
     input_jets,
     jet_forward_reference,
 )
+from pinnsketch.storage.segment import SegmentFunction, SegmentSpec, run_segment
 
 __all__ = [
     "COMPRESSORS",
@@ -42,8 +47,11 @@ __all__ = [
     "CompressOptions",
     "CompressedActLinear",
     "Engine",
+    "ExactOptions",
     "InputLinear",
     "JetPlan",
+    "SegmentFunction",
+    "SegmentSpec",
     "SketchOptions",
     "SketchedActLinear",
     "StorageConfig",
@@ -51,9 +59,11 @@ __all__ = [
     "activation_jets",
     "activation_jets_vjp",
     "compressed_act_linear",
+    "describe_stored",
     "input_jets",
     "input_linear",
     "jet_forward_reference",
     "make_engine",
+    "run_segment",
     "sketched_act_linear",
 ]

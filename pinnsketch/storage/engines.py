@@ -1,21 +1,29 @@
-"""Storage policies: how the network's value and input derivatives are computed and what is
+"""Storage policies: how the network's values and input derivatives are computed and what is
 kept for backward.
+
+Every policy runs the same network description (:meth:`NetworkBase.program
+<pinnsketch.network.NetworkBase.program>`: segments between the stored nonlinearities) and
+applies itself at every stored activation, i.e. at the pre-activation jets Z (J, N, w) of every
+elementwise nonlinearity of the trunk (the modified MLP's encoders included, kept once
+however many layers read them); the input maps and the output transform are recomputed from
+the points, which every policy keeps.
 
 - ``autograd``: nested reverse-mode autograd
   (:func:`~pinnsketch.pde.derivatives.autograd_derivatives`); any derivative order; keeps
   everything autograd keeps (the baseline).
-- ``exact``: Taylor-mode jets through fused custom Functions; each hidden layer keeps its
-  pre-activation jets (J, N, w), the first layer only the points. Exact gradients.
-- ``sketch``: as ``exact``, but each hidden layer keeps a per-component low-rank sketch of its
-  pre-activation jets (``method``: one of ``SKETCH_METHODS``, default ``randomized_svd``).
-  The forward values are exact; the parameter gradient is approximate (exact at full rank).
+- ``exact``: Taylor-mode jets through custom Functions; each stored activation keeps its
+  pre-activation jets (J, N, w), the first segment only the points. Exact gradients.
+- ``sketch``: as ``exact``, but each stored activation keeps a per-component low-rank sketch
+  of its pre-activation jets (``method``: one of ``SKETCH_METHODS``, default
+  ``randomized_svd``). The forward values are exact; the parameter gradient is approximate
+  (exact at full rank).
 - ``checkpoint``: the plain jet forward under ``torch.utils.checkpoint`` over the whole
   network: keeps only the inputs, recomputes everything in backward. Exact gradients.
-- ``quant8``: as ``exact``, but each hidden layer keeps its pre-activation jets as 8-bit
+- ``quant8``: as ``exact``, but each stored activation keeps its pre-activation jets as 8-bit
   codes with stochastic rounding, per jet component, row block and column (ActNN-style,
   :mod:`pinnsketch.sketch.quantize`): about 1/4 of ``exact``'s bytes in float32. Unbiased
   reconstruction; approximate gradients. No rank.
-- ``projection``: as ``exact``, but each hidden layer keeps a one-sided random projection
+- ``projection``: as ``exact``, but each stored activation keeps a one-sided random projection
   Z[j] R (N x k) of each jet component along the features (RAD/EXACT style,
   :mod:`pinnsketch.sketch.projection`), R (w x k) regenerated from a seed, E[R R^T] = I;
   restored as Z[j] R R^T. ``rank`` is k (clamped to the width). Approximate gradients.
@@ -24,6 +32,11 @@ kept for backward.
 fresh noise (rounding noise, R) at every forward call from (seed, call).
 
 Jet policies carry derivative orders <= 2.
+
+Segments that match a hand-fused Function (:mod:`pinnsketch.storage.functions`: the affine
+input layer, "activation then dense" of the plain MLP) run through it (fast); every other
+segment runs through the generic :class:`~pinnsketch.storage.segment.SegmentFunction`,
+which keeps the same representation and gives the same gradients (tested in float64).
 """
 
 from __future__ import annotations
@@ -37,27 +50,34 @@ from torch.utils.checkpoint import checkpoint
 
 from pinnsketch._types import Points
 from pinnsketch.checks import check_seed, is_int, is_real
+from pinnsketch.network import NetworkBase
+from pinnsketch.network.program import POINTS, ActDense, AffineDense, GateDense, Program, Segment
 from pinnsketch.pde.derivatives import (
     DerivativeKey,
     Derivatives,
     autograd_derivatives,
+    check_fields,
     key_name,
+    normalize_key,
 )
 from pinnsketch.pde.domain import Box
 from pinnsketch.seeds import derive_seeds
 from pinnsketch.sketch import SKETCH_METHODS, check_family, check_method, relative_error
 from pinnsketch.storage.functions import (
+    ActLinear,
     CompressOptions,
+    ExactOptions,
+    SketchedActLinear,
     SketchOptions,
-    act_linear,
-    compressed_act_linear,
     input_linear,
     sketch_approximations,
-    sketched_act_linear,
 )
-from pinnsketch.storage.jets import JetPlan, jet_forward_reference
+from pinnsketch.storage.gated import gated_dense
+from pinnsketch.storage.jets import JetPlan
+from pinnsketch.storage.segment import run_segment
 
-__all__ = ["STORAGE_POLICIES", "SKETCH_METHODS", "StorageConfig", "Engine", "make_engine"]
+__all__ = ["STORAGE_POLICIES", "SKETCH_METHODS", "StorageConfig", "Engine", "make_engine",
+           "describe_stored"]
 
 STORAGE_POLICIES = ("autograd", "exact", "sketch", "checkpoint", "quant8", "projection")
 _RANKED = ("sketch", "projection")  # the policies that take a rank
@@ -71,8 +91,9 @@ class StorageConfig:
 
     Args:
         policy: one of :data:`STORAGE_POLICIES`.
-        rank: sketch rank k, an int for every hidden layer, a tuple with one per hidden
-            layer, or ``"auto"`` (a rank controller chooses, ``--sketch-rank auto``);
+        rank: sketch rank k, an int for every stored activation, a tuple with one per stored
+            activation (``net.stored``: the hidden layers, and the modified MLP's two
+            encoders first), or ``"auto"`` (a rank controller chooses, ``--sketch-rank auto``);
             required for ``policy="sketch"``, refused otherwise. A rank above
             min(N, width) is clamped to it at run time (full rank: exact reconstruction).
             For ``policy="projection"`` (required there, no ``"auto"``) the projected
@@ -133,7 +154,8 @@ class StorageConfig:
         if rank is not None:
             values = rank if isinstance(rank, tuple) else (rank,)
             if not values:
-                raise ValueError("rank=() is empty; give one rank per hidden layer or one int")
+                raise ValueError("rank=() is empty; give one rank per stored activation or one "
+                                 "int")
             for v in values:
                 if not is_int(v):
                     raise ValueError(f"rank={rank!r} must be an int >= 1 or a tuple of them")
@@ -147,8 +169,8 @@ class StorageConfig:
                                  "policy='sketch'")
         elif self.policy in _RANKED and self.rank != "auto":
             raise ValueError(f"policy={self.policy!r} needs a rank: StorageConfig(policy="
-                             f"{self.policy!r}, rank=32), or a tuple with one rank per hidden "
-                             "layer")
+                             f"{self.policy!r}, rank=32), or a tuple with one rank per stored "
+                             "activation")
         if self.policy != "sketch":
             for name in ("exact_value", "measure_error"):
                 if getattr(self, name):
@@ -161,28 +183,41 @@ def _call_seeds(base: int, call: int, count: int) -> tuple[int, ...]:
     return derive_seeds((base, call), count)
 
 
+def describe_stored(net: NetworkBase) -> str:
+    """``"4 stored activations (hidden1, ..., hidden4)"``: for messages."""
+    names = [n for n, _ in net.stored]
+    return f"{len(names)} stored activations ({', '.join(names)})"
+
+
 class Engine:
-    """Computes :class:`~pinnsketch.pde.derivatives.Derivatives` of an MLP under one policy.
+    """Computes :class:`~pinnsketch.pde.derivatives.Derivatives` of a network under one policy.
 
     Build with :func:`make_engine`; call ``engine(points)`` once per loss evaluation.
 
     Attributes:
+        net: the network (a :class:`~pinnsketch.network.NetworkBase`).
         plan: the :class:`JetPlan` (None under ``autograd``).
+        stored: (name, width) of the network's stored activations; ``ranks``, the sketch
+            errors and the seeds are per stored activation, in this order.
         calls: forward calls so far (the sketch seeds of call c derive from (seed, c)).
+        fused: whether segments that match a hand-fused Function run through it.
         measure_error: whether the next calls measure the sketch error (from the config;
             a rank controller switches it on every K steps).
-        last_sketch_errors: with ``measure_error``, per hidden layer the exact relative
+        last_sketch_errors: with ``measure_error``, per stored activation the exact relative
             Frobenius error ||Z - Z_hat|| / ||Z|| of its stacked pre-activation jets at the
             last call; else None.
-        last_component_errors: the same per hidden layer and jet component.
+        last_component_errors: the same per stored activation and jet component.
     """
 
-    def __init__(self, mlp, domain: Box, keys: tuple[DerivativeKey, ...],
-                 config: StorageConfig):
-        self.mlp = mlp
+    def __init__(self, net: NetworkBase, domain: Box, keys: tuple[DerivativeKey, ...],
+                 config: StorageConfig, fused: bool = True):
+        self.net = net
         self.domain = domain
         self.keys = keys
         self.config = config
+        self.fused = fused
+        self.fields = net.fields
+        self.stored = net.stored
         self.plan = None if config.policy == "autograd" else JetPlan.from_keys(keys, domain.dim)
         self.calls = 0
         self.measure_error = config.measure_error  # may be switched per call (rank control)
@@ -197,11 +232,11 @@ class Engine:
 
     @property
     def ranks(self) -> tuple[int, ...] | None:
-        """The requested rank of each hidden layer (before clamping), or None."""
+        """The requested rank of each stored activation (before clamping), or None."""
         return self._ranks
 
     def set_ranks(self, ranks: int | tuple[int, ...]) -> None:
-        """Change the per-hidden-layer sketch ranks (between steps). Resets EMA state.
+        """Change the per-stored-activation sketch ranks (between steps). Resets EMA state.
 
         Raises:
             ValueError: not a sketch engine, a wrong number of ranks, or a rank < 1.
@@ -209,11 +244,12 @@ class Engine:
         if self.config.policy != "sketch":
             raise ValueError(f"set_ranks needs policy='sketch', this engine is "
                              f"{self.config.policy!r}")
-        depth = self.mlp.depth
-        values = tuple(ranks) if isinstance(ranks, (tuple, list)) else (ranks,) * depth
-        if len(values) != depth:
-            raise ValueError(f"got {len(values)} ranks {values} for a network with {depth} "
-                             "hidden layers; give one rank per hidden layer or one int")
+        count = len(self.stored)
+        values = tuple(ranks) if isinstance(ranks, (tuple, list)) else (ranks,) * count
+        if len(values) != count:
+            raise ValueError(f"got {len(values)} ranks {values} for a network with "
+                             f"{describe_stored(self.net)}; give one rank per stored "
+                             "activation or one int")
         for v in values:
             if not is_int(v) or v < 1:
                 raise ValueError(f"ranks {values}: every rank must be an int >= 1")
@@ -225,36 +261,28 @@ class Engine:
         self._ema = {}
         self._ema_points = None
 
-    def sketch_options(self, layer: int, n_points: int, call: int | None = None
-                       ) -> SketchOptions:
-        """The :class:`SketchOptions` of hidden layer ``layer`` (0-based) at forward ``call``.
-
-        The rank is clamped to min(n_points, width). ``ema`` always uses the seeds of call 0
-        (fixed test matrices).
-        """
+    def options(self, index: int, n_points: int, call: int | None = None
+                ) -> ExactOptions | SketchOptions | CompressOptions:
+        """How stored activation ``index`` (0-based, in ``stored`` order) is kept at forward
+        ``call``: :class:`ExactOptions`, :class:`SketchOptions` (the rank clamped to
+        min(n_points, width); ``ema`` always uses the seeds of call 0, fixed test matrices)
+        or :class:`CompressOptions` (the projection rank clamped to the width)."""
         cfg = self.config
-        assert self._ranks is not None
+        if cfg.policy == "exact":
+            return ExactOptions()
         call = self.calls if call is None else call
-        if cfg.method == "ema":
+        if cfg.method == "ema" and cfg.policy == "sketch":
             call = 0
         J = self.plan.num_components
-        width = self.mlp.layers[layer].out_features
-        seeds = _call_seeds(cfg.seed, call, self.mlp.depth * J)[layer * J:(layer + 1) * J]
-        k = min(self._ranks[layer], n_points, width)
-        return SketchOptions(cfg.method, k, seeds, cfg.family, cfg.exact_value, cfg.beta)
-
-    def compress_options(self, layer: int, n_points: int, call: int | None = None
-                         ) -> CompressOptions:
-        """The :class:`CompressOptions` of hidden layer ``layer`` (0-based) at forward ``call``
-        (``quant8`` and ``projection``); the projection rank is clamped to the width."""
-        cfg = self.config
-        call = self.calls if call is None else call
-        J = self.plan.num_components
-        width = self.mlp.layers[layer].out_features
-        seeds = _call_seeds(cfg.seed, call, self.mlp.depth * J)[layer * J:(layer + 1) * J]
+        width = self.stored[index][1]
+        seeds = _call_seeds(cfg.seed, call, len(self.stored) * J)[index * J:(index + 1) * J]
+        if cfg.policy == "sketch":
+            assert self._ranks is not None
+            k = min(self._ranks[index], n_points, width)
+            return SketchOptions(cfg.method, k, seeds, cfg.family, cfg.exact_value, cfg.beta)
         rank = 0
         if cfg.policy == "projection":
-            rank = cfg.rank[layer] if isinstance(cfg.rank, tuple) else cfg.rank
+            rank = cfg.rank[index] if isinstance(cfg.rank, tuple) else cfg.rank
             rank = min(int(rank), width)
         return CompressOptions(cfg.policy, seeds, rank, cfg.family)
 
@@ -267,66 +295,106 @@ class Engine:
         if policy == "autograd":
             x = points.detach().requires_grad_(True)
             self.calls += 1
-            return autograd_derivatives(self.domain, x, self.mlp)
+            return autograd_derivatives(self.domain, x, self.net, fields=self.fields)
         if policy == "checkpoint":
-            jets = checkpoint(jet_forward_reference, self.mlp, points, self.plan,
-                              use_reentrant=False)
-        elif policy == "exact":
-            Z = input_linear(self.mlp, points, self.plan)
-            for layer in self.mlp.layers[1:]:
-                Z = act_linear(Z, layer, self.mlp.activation, self.plan)
-            jets = Z[..., 0]
-        elif policy in ("quant8", "projection"):
-            Z = input_linear(self.mlp, points, self.plan)
-            for l, layer in enumerate(self.mlp.layers[1:]):
-                opts = self.compress_options(l, points.shape[0])
-                Z = compressed_act_linear(Z, layer, self.mlp.activation, self.plan, opts)
-            jets = Z[..., 0]
+            jets = checkpoint(self.net.jets, points, self.plan, use_reentrant=False)
         else:
-            jets = self._sketch_forward(points)
+            if policy == "sketch" and self.config.method == "ema":
+                n = points.shape[0]
+                if self._ema_points is not None and self._ema_points != n:
+                    raise ValueError(
+                        f"method='ema' keeps sketches across steps and needs the same number "
+                        f"of points every call: had {self._ema_points}, got {n}; use a fixed "
+                        "batch size, call engine.reset_ema(), or use method='three_sketch'")
+                self._ema_points = n
+            jets = self._jet_forward(points)
         self.calls += 1
         return self._derivatives(points, jets)
 
-    def _sketch_forward(self, points: Points) -> Tensor:
-        cfg, mlp, n = self.config, self.mlp, points.shape[0]
-        if cfg.method == "ema":
-            if self._ema_points is not None and self._ema_points != n:
-                raise ValueError(
-                    f"method='ema' keeps sketches across steps and needs the same number of "
-                    f"points every call: had {self._ema_points}, got {n}; use a fixed batch "
-                    "size, call engine.reset_ema(), or use method='three_sketch'")
-            self._ema_points = n
-        errors, comp_errors = [], []
-        Z = input_linear(mlp, points, self.plan)
-        for l, layer in enumerate(mlp.layers[1:]):
-            opts = self.sketch_options(l, n)
-            old = self._ema.get(l, ()) if cfg.method == "ema" else ()
-            Zn, kept = sketched_act_linear(Z, layer, mlp.activation, self.plan, opts, old)
-            if cfg.method == "ema":
-                self._ema[l] = kept
-            if self.measure_error:
-                total, comps = _sketch_error(Z.detach(), kept, opts)
-                errors.append(total)
-                comp_errors.append(comps)
-            Z = Zn
+    def _jet_forward(self, points: Points) -> Tensor:
+        """Output jets (J, N, F): every segment of the program, its stored inputs kept the
+        policy's way."""
+        program: Program = self.net.program()
+        index = {name: i for i, (name, _) in enumerate(program.stored)}
+        consumers, last = program.consumers(), program.last_use()
+        values: dict[str, Tensor] = {POINTS: points}
+        kept: dict[str, tuple[Tensor, ...]] = {}
+        opts = {name: self.options(i, points.shape[0]) for name, i in index.items()}
+        errors: dict[str, tuple[float, list[float]]] = {}
+        for s, seg in enumerate(program.segments):
+            values[seg.output] = self._segment(seg, values, kept, opts, consumers, errors)
+            for name in seg.inputs:
+                if last[name] == s and name != POINTS:
+                    del values[name]  # its kept representation lives on in the graph
+        if self.measure_error and self.config.policy == "sketch":
+            order = [name for name, _ in program.stored]
+            self.last_sketch_errors = [errors[n][0] for n in order]
+            self.last_component_errors = [errors[n][1] for n in order]
+        outs = [values[n] for n in program.outputs]
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
+
+    def _segment(self, seg: Segment, values, kept, opts, consumers, errors) -> Tensor:
+        plan, policy, fast = self.plan, self.config.policy, seg.fast if self.fused else None
+        if isinstance(fast, (AffineDense, ActDense)) and fast.dense.factorized:
+            fast = None  # these fused Functions save W: a computed diag(exp(s)) V would be held
+        if isinstance(fast, AffineDense):
+            return input_linear(values[POINTS], fast.affine, fast.dense, plan)
+        if isinstance(fast, ActDense) and consumers[seg.inputs[0]] == 1:
+            name = seg.inputs[0]
+            Z, W, b = values[name], fast.dense.weight, fast.dense.bias
+            if policy == "exact":
+                return ActLinear.apply(Z, W, b, fast.act, plan)
+            out = SketchedActLinear.apply(Z, W, b, fast.act, plan, opts[name],
+                                          *self._old(name))
+            self._kept(name, Z, tuple(out[1:]), opts[name], errors)
+            return out[0]
+        for name in seg.inputs:
+            if name != POINTS and name not in kept:
+                Z = values[name].detach()
+                with torch.no_grad():
+                    kept[name] = tuple(opts[name].keep(Z, self._old(name)))
+                self._kept(name, Z, kept[name], opts[name], errors)
+        if isinstance(fast, GateDense):
+            return gated_dense(fast.act, plan, fast.dense, [values[n] for n in seg.inputs],
+                               [opts[n] for n in seg.inputs], [kept[n] for n in seg.inputs])
+        return run_segment(seg, plan, [values[n] for n in seg.inputs],
+                           [None if n == POINTS else opts[n] for n in seg.inputs],
+                           [() if n == POINTS else kept[n] for n in seg.inputs])
+
+    def _old(self, name: str) -> tuple[Tensor, ...]:
+        """The previous EMA sketch of a stored activation (``ema`` only)."""
+        if self.config.policy == "sketch" and self.config.method == "ema":
+            return self._ema.get(self._index(name), ())
+        return ()
+
+    def _index(self, name: str) -> int:
+        return [n for n, _ in self.stored].index(name)
+
+    def _kept(self, name: str, Z: Tensor, kept: tuple[Tensor, ...], opts, errors) -> None:
+        """Record what was kept for ``name``: the EMA state, the measured sketch error."""
+        if self.config.policy != "sketch":
+            return
+        if self.config.method == "ema":
+            self._ema[self._index(name)] = kept
         if self.measure_error:
-            self.last_sketch_errors, self.last_component_errors = errors, comp_errors
-        return Z[..., 0]
+            errors[name] = _sketch_error(Z.detach(), kept, opts)
 
     def _derivatives(self, points: Points, jets: Tensor) -> Derivatives:
-        plan, domain = self.plan, self.domain
+        plan, domain, fields = self.plan, self.domain, self.fields
 
         def compute(key: DerivativeKey) -> Tensor:
+            field, coords = key
             try:
-                return jets[plan.index(key)]
+                return jets[plan.index(coords), :, fields.index(field)]
             except KeyError:
-                carried = ", ".join(key_name(k, domain) for k in plan.keys())
+                carried = ", ".join(key_name((f, c), domain) for f in fields
+                                    for c in plan.keys())
                 raise ValueError(
                     f"{key_name(key, domain)} is not computed by this engine (it carries "
                     f"{carried}); build it with make_engine(..., keys=...) including that key, "
                     "e.g. from required_derivatives over every residual you evaluate") from None
 
-        return Derivatives(domain, points, compute)
+        return Derivatives(domain, points, compute, fields)
 
 
 @torch.no_grad()
@@ -345,21 +413,27 @@ def _sketch_error(Z: Tensor, kept: tuple[Tensor, ...], opts: SketchOptions
     return total, comps
 
 
-def make_engine(mlp, domain: Box, keys: Iterable[DerivativeKey],
-                config: StorageConfig | None = None) -> Engine:
-    """An :class:`Engine` computing ``keys`` of ``mlp`` on ``domain`` under ``config``.
+def make_engine(net: NetworkBase, domain: Box, keys: Iterable[DerivativeKey],
+                config: StorageConfig | None = None, fused: bool = True) -> Engine:
+    """An :class:`Engine` computing ``keys`` of ``net`` on ``domain`` under ``config``.
 
     Args:
-        mlp: a scalar-output :class:`~pinnsketch.model.MLP`.
+        net: a :class:`~pinnsketch.network.NetworkBase` (e.g. :class:`~pinnsketch.model.MLP`,
+            or a network built from the parts of :mod:`pinnsketch.network`).
         domain: the domain (coordinate names; its dim must match the network input).
-        keys: derivative keys the residuals read (e.g. from
-            :func:`~pinnsketch.pde.derivatives.required_derivatives`); () is always added.
+        keys: derivative keys (field, coordinates) the residuals read (e.g. from
+            :func:`~pinnsketch.pde.derivatives.required_derivatives`; bare coordinate keys
+            with a single field); every field's value is always added.
         config: the storage policy (default ``StorageConfig()``: autograd).
+        fused: run the segments that match a hand-fused Function through it (default);
+            False runs every segment through the generic segment Function (the same
+            values and gradients; for tests and measurements).
 
     Raises:
-        ValueError: a network with more than one output, a domain/network dimension
-            mismatch, an order > 2 derivative under a jet policy (use ``autograd``), a
-            rank tuple whose length is not the number of hidden layers.
+        ValueError: a network that is not a pinnsketch network, a domain/network dimension
+            mismatch, a field named like a coordinate, an order > 2 derivative under a jet
+            policy (use ``autograd``), a rank tuple whose length is not the number of
+            stored activations.
 
     >>> from pinnsketch.model import MLP
     >>> from pinnsketch.pde.domain import rectangle
@@ -372,21 +446,24 @@ def make_engine(mlp, domain: Box, keys: Iterable[DerivativeKey],
     config = StorageConfig() if config is None else config
     if not isinstance(config, StorageConfig):
         raise TypeError(f"config must be a StorageConfig, got {type(config).__name__}")
-    if mlp.layers[-1].out_features != 1:
-        raise ValueError(f"the network must have one output, got {mlp.layers[-1].out_features}")
-    if mlp.layers[0].in_features != domain.dim:
-        raise ValueError(f"the network takes {mlp.layers[0].in_features} inputs but the domain "
+    if not isinstance(net, NetworkBase):
+        raise TypeError(f"net must be a pinnsketch network (pinnsketch.network.Network, "
+                        f"FieldNetworks or pinnsketch.model.MLP), got {type(net).__name__}")
+    if net.in_features != domain.dim:
+        raise ValueError(f"the network takes {net.in_features} inputs but the domain "
                          f"has {domain.dim} coordinates {domain.names}")
-    keys = tuple(sorted({tuple(sorted(k)) for k in keys} | {()}, key=lambda k: (len(k), k)))
+    fields = check_fields(net.fields, domain)
+    keys = {normalize_key(k, fields) for k in keys} | {(f, ()) for f in fields}
+    keys = tuple(sorted(keys, key=lambda k: (fields.index(k[0]), len(k[1]), k[1])))
     if config.policy != "autograd":
         for k in keys:
-            if len(k) > 2:
+            if len(k[1]) > 2:
                 raise ValueError(
-                    f"{key_name(k, domain)} is a derivative of order {len(k)}; the "
+                    f"{key_name(k, domain)} is a derivative of order {len(k[1])}; the "
                     f"{config.policy!r} policy propagates jets of orders <= 2 only: use "
                     "StorageConfig(policy='autograd') for higher orders")
     if config.policy in _RANKED and isinstance(config.rank, tuple) \
-            and len(config.rank) != mlp.depth:
+            and len(config.rank) != len(net.stored):
         raise ValueError(f"rank={config.rank} has {len(config.rank)} entries but the network "
-                         f"has {mlp.depth} hidden layers; give one rank per hidden layer")
-    return Engine(mlp, domain, keys, config)
+                         f"has {describe_stored(net)}; give one rank per stored activation")
+    return Engine(net, domain, keys, config, fused)

@@ -47,13 +47,33 @@ from pinnsketch.storage.jets import (
     activation_order,
 )
 
-__all__ = ["COMPRESSORS", "SketchOptions", "CompressOptions", "InputLinear", "ActLinear",
+__all__ = ["COMPRESSORS", "ExactOptions", "SketchOptions", "CompressOptions", "InputLinear",
+           "ActLinear",
            "SketchedActLinear", "CompressedActLinear", "input_linear", "act_linear",
            "sketched_act_linear", "compressed_act_linear", "sketch_approximations",
            "sketch_tensor_count", "compress_jets", "decompress_jets"]
 
 COMPRESSORS = ("quant8", "projection")
 """The compressed (not low-rank) storages of a layer's jets, each a storage policy."""
+
+
+@dataclass(frozen=True)
+class ExactOptions:
+    """Keep a stored activation exactly (the ``exact`` policy): the jets Z themselves.
+
+    The same ``keep`` / ``restorer`` protocol as :class:`SketchOptions` and
+    :class:`CompressOptions`, so a generic segment treats every policy alike.
+    """
+
+    def keep(self, Z: Jets, old: tuple[Tensor, ...] = ()) -> list[Tensor]:
+        """[Z] (the tensor itself: no copy)."""
+        return [Z]
+
+    def restorer(self, kept: tuple[Tensor, ...], n_points: int, width: int,
+                 num_components: int) -> RowSource:
+        """(rows, buf) -> Z[:, rows], a view of the kept Z (``buf`` unused)."""
+        (Z,) = kept
+        return lambda rows, _buf: Z[:, rows]
 
 
 @dataclass(frozen=True)
@@ -483,12 +503,12 @@ nonlinear in Z_hat) and exact up to round-off where Z_hat = Z (``quant8`` with
 ``block_rows=1``; ``projection`` with the ``srft`` family at k = w)."""
 
 
-def input_linear(mlp, points: Points, plan: JetPlan) -> Jets:
-    """Jets (J, N, w) of the first layer's pre-activation, keeping only the points."""
-    layer = mlp.layers[0]
-    return InputLinear.apply(points, layer.weight, layer.bias,
-                             tuple(float(v) for v in mlp.in_scale.tolist()),
-                             tuple(float(v) for v in mlp.in_shift.tolist()), plan)
+def input_linear(points: Points, affine, dense, plan: JetPlan) -> Jets:
+    """Jets (J, N, w) of ``dense(affine(points))``, keeping only the points (``affine`` an
+    :class:`~pinnsketch.network.AffineInput`, ``dense`` a plain dense layer)."""
+    return InputLinear.apply(points, dense.weight, dense.bias,
+                             tuple(float(v) for v in affine.in_scale.tolist()),
+                             tuple(float(v) for v in affine.in_shift.tolist()), plan)
 
 
 def act_linear(Z: Jets, layer: torch.nn.Linear, act: Activation, plan: JetPlan) -> Jets:

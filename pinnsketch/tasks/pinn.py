@@ -1,10 +1,14 @@
-"""The PINN task: a Problem, an MLP, collocation sampling, and the physics-informed loss.
+"""The PINN task: a Problem, a network, collocation sampling, and the physics-informed loss.
 
 Loss = sum_terms w_term * mean_points residual_term^2, the terms being the PDE residual on
 interior points ("pde") and each condition on its own points (named by the condition).
 The loss is a mean over points, so accumulating gradients over chunks of points gives the
 exact gradient of the whole batch in bounded memory; the same sum, split over processes
 (:mod:`pinnsketch.distributed`), gives data-parallel training.
+
+Conditions that the network satisfies by construction leave the loss (``task.notes`` says
+which): those a problem's output transform names in ``satisfies``, and the ``Periodic``
+conditions of the coordinates its input map embeds periodically.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ from pinnsketch.config import ModelConfig, OptimConfig, SamplingConfig
 from pinnsketch.control import RankController
 from pinnsketch.distributed import SINGLE, Cluster
 from pinnsketch.memory import HeldBytes
-from pinnsketch.model import MLP
-from pinnsketch.pde.conditions import Condition
-from pinnsketch.pde.derivatives import required_derivatives
+from pinnsketch.network import NetworkBase, build_network
+from pinnsketch.pde.conditions import Condition, Periodic
+from pinnsketch.pde.derivatives import check_fields, record_derivatives, required_derivatives
 from pinnsketch.pde.problem import Problem
 from pinnsketch.pde.sampling import sample_interior
 from pinnsketch.seeds import derive_seed
@@ -54,11 +58,14 @@ class PINNBatch:
 
 
 class PINNTask:
-    """Trains an MLP to satisfy a Problem's PDE and conditions.
+    """Trains a network to satisfy a Problem's PDE and conditions.
 
     Args:
         problem: the PDE problem.
-        model, sampling, optim, storage: configurations.
+        model: a :class:`~pinnsketch.config.ModelConfig` (the network is built from it,
+            seeded by ``seed``), or a network built from the parts of
+            :mod:`pinnsketch.network` (used as given: trained in place).
+        sampling, optim, storage: configurations.
         seed: seeds the initialisation and every point set.
         device, dtype: where and in what float type the model lives.
         controller, control_every: the rank policy of ``--sketch-rank auto`` and how often
@@ -66,11 +73,16 @@ class PINNTask:
         cluster: this process's place in a data-parallel run: it samples only its share of
             the interior points, and ``backward`` sums gradients and loss terms over all
             processes (:mod:`pinnsketch.distributed`).
+
+    Raises:
+        ValueError: before any work: a residual reading an undeclared field or a declared
+            field that nothing reads, an output transform of the wrong shape or naming an
+            unknown condition, a periodic coordinate outside the domain, ...
     """
 
-    def __init__(self, problem: Problem, model: ModelConfig, sampling: SamplingConfig,
-                 optim: OptimConfig, storage: StorageConfig, seed: int = 0,
-                 device: str = "cpu", dtype: torch.dtype = torch.float32,
+    def __init__(self, problem: Problem, model: ModelConfig | NetworkBase,
+                 sampling: SamplingConfig, optim: OptimConfig, storage: StorageConfig,
+                 seed: int = 0, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  controller: RankController | None = None, control_every: int = 50,
                  cluster: Cluster = SINGLE):
         self.problem = problem
@@ -81,24 +93,29 @@ class PINNTask:
         self.storage = storage
         self.seed = seed
         self.device = torch.device(device)
-        self.conditions: tuple[Condition, ...] = tuple(problem.conditions())
-        labels = ["pde"] + [c.label for c in self.conditions]
+        self.fields = check_fields(problem.fields, self.domain)
+        conditions: tuple[Condition, ...] = tuple(problem.conditions())
+        labels = ["pde"] + [c.label for c in conditions]
         if len(set(labels)) != len(labels):
             raise ValueError(f"{problem.name}: loss-term names must be distinct, got {labels}")
+        zeros = torch.zeros(1, self.domain.dim, dtype=torch.float64)
+        self._check_fields_read(problem, conditions, zeros)
+        self.model = self._network(model, problem, seed, dtype).to(self.device)
+        self.conditions, self.notes = self._conditions_left(problem, conditions)
+        labels = ["pde"] + [c.label for c in self.conditions]
         unknown = {name for name, _ in optim.weights} - set(labels)
         if unknown:
-            raise ValueError(f"loss weights name unknown terms {sorted(unknown)}; "
+            gone = sorted(unknown & {c.label for c in conditions})
+            why = (f" ({', '.join(gone)} left the loss: the network satisfies it exactly)"
+                   if gone else "")
+            raise ValueError(f"loss weights name unknown terms {sorted(unknown)}{why}; "
                              f"this problem's terms: {', '.join(labels)}")
         self.term_names = tuple(labels)
         # a condition's own weight, unless --weight TERM=W (OptimConfig.weights) replaces it
         self.term_weights = {"pde": 1.0, **{c.label: float(c.weight) for c in self.conditions},
                              **dict(optim.weights)}
-        gen = torch.Generator().manual_seed(seed)
-        self.model = MLP(self.domain.lo, self.domain.hi, model.width, model.depth,
-                         model.activation, generator=gen, dtype=dtype).to(self.device)
-        zeros = torch.zeros(1, self.domain.dim, dtype=torch.float64)
-        pde_keys = _user_code(problem, "residual(d)",
-                              lambda: required_derivatives([problem.residual], self.domain))
+        pde_keys = _user_code(problem, "residual(d)", lambda: required_derivatives(
+            [problem.residual], self.domain, self.fields))
         self.pde_keys = pde_keys
         if cluster.active and storage.policy == "sketch":  # independent sketches per process
             storage = dataclasses.replace(storage, seed=derive_seed(storage.seed, cluster.rank))
@@ -108,14 +125,15 @@ class PINNTask:
             if storage.policy != "sketch":
                 raise ValueError("a rank controller needs storage policy 'sketch', "
                                  f"not {storage.policy!r}")
-            widths = tuple(layer.out_features for layer in self.model.layers[:-1])
-            self.rank_driver = RankDriver(controller, self.engines["pde"], widths, control_every,
+            self.rank_driver = RankDriver(controller, self.engines["pde"],
+                                          self.model.stored_widths, control_every,
                                           cluster.max_floats if cluster.active else None)
         # Conditions hold few points: they always use the exact nested-autograd engine.
         cond_storage = StorageConfig(policy="autograd")
         for cond in self.conditions:
             keys = _user_code(problem, f"condition {cond.label!r}", lambda c=cond: (
-                required_derivatives([lambda d: c.residual(d, zeros)], self.domain)))
+                required_derivatives([lambda d: c.residual(d, zeros)], self.domain,
+                                     self.fields)))
             self.engines[cond.label] = make_engine(self.model, self.domain, keys, cond_storage)
         self._check_residuals()
         self.grid = problem.evaluation_grid()
@@ -157,19 +175,77 @@ class PINNTask:
         problem = self.problem
         if not problem.has_reference():
             return None
-        m = self.eval_points.shape[0]
+        m, nf = self.eval_points.shape[0], len(self.fields)
         ref = _user_code(problem, "reference(points)", lambda: problem.reference(self.eval_points))
-        if not isinstance(ref, torch.Tensor) or tuple(ref.shape) not in ((m,), (m, 1)):
+        want = ((m,), (m, 1)) if nf == 1 else ((m, nf),)
+        if not isinstance(ref, torch.Tensor) or tuple(ref.shape) not in want:
             shape = tuple(ref.shape) if isinstance(ref, torch.Tensor) else type(ref).__name__
             raise ValueError(f"{problem.name}: reference(points) returned {shape} for {m} "
-                             f"evaluation points; it must return a tensor of shape ({m},)")
-        ref = ref.detach().reshape(-1).to(torch.float64).cpu()
+                             f"evaluation points; it must return a tensor of shape {want[0]}"
+                             + (f" (one column per field {self.fields})" if nf > 1 else ""))
+        ref = ref.detach().to(torch.float64).cpu()
+        ref = ref.reshape(-1) if nf == 1 else ref
         bad = int((~torch.isfinite(ref)).sum())
         if bad:
             raise ValueError(f"{problem.name}: the reference solution is not finite at {bad} of "
                              f"{m} evaluation points (parameters {problem.parameters()}); "
                              "the L2 error could not be measured")
         return ref
+
+    def _check_fields_read(self, problem: Problem, conditions, zeros) -> None:
+        """Every residual reads declared fields only, and every declared field is read."""
+        fns = [problem.residual] + [lambda d, c=c: c.residual(d, zeros) for c in conditions]
+        read = {f for f, _ in _user_code(problem, "residual(d)", lambda: record_derivatives(
+            fns, self.domain, self.fields))}
+        unread = [f for f in self.fields if f not in read]
+        if unread:
+            raise ValueError(f"{problem.name}: field(s) {', '.join(unread)} are declared in "
+                             f"fields {self.fields} but no residual or condition reads them; "
+                             "drop them from fields or use them")
+
+    def _network(self, model: ModelConfig | NetworkBase, problem: Problem, seed: int,
+                 dtype: torch.dtype) -> NetworkBase:
+        """The network, with the problem's output transforms attached and checked."""
+        transforms = tuple(problem.output_transforms())
+        if isinstance(model, NetworkBase):
+            net = model.to(dtype)
+            if net.fields != self.fields:
+                raise ValueError(f"the network's fields {net.fields} are not the problem's "
+                                 f"{self.fields}")
+            if transforms and net.output_transforms:
+                raise ValueError(f"{problem.name} declares output transforms and the network "
+                                 "given already has some; give them in one place")
+            transforms = transforms or net.output_transforms
+        else:
+            gen = torch.Generator().manual_seed(seed)
+            net = build_network(model, self.domain, self.fields, generator=gen, dtype=dtype)
+        net.set_output_transforms(transforms)
+        lo = torch.tensor(self.domain.lo, dtype=torch.float64)
+        hi = torch.tensor(self.domain.hi, dtype=torch.float64)
+        probe = lo + torch.linspace(0.0, 1.0, 7, dtype=torch.float64)[:, None] * (hi - lo)
+        for t in transforms:
+            t.check(probe)
+        return net
+
+    def _conditions_left(self, problem: Problem, conditions: tuple[Condition, ...]
+                         ) -> tuple[tuple[Condition, ...], tuple[str, ...]]:
+        """The conditions that stay in the loss, and one note per condition that leaves it."""
+        labels = {c.label for c in conditions}
+        satisfied: dict[str, str] = {}
+        for t in self.model.output_transforms:
+            for label in t.satisfies:
+                if label not in labels:
+                    raise ValueError(f"{problem.name}: the output transform of field "
+                                     f"{t.field!r} says it satisfies condition {label!r}, which "
+                                     f"is not one of its conditions: {', '.join(sorted(labels))}")
+                satisfied[label] = f"the output transform of field {t.field!r}"
+        periodic = {self.domain.names[i] for i in self.model.periodic_coords}
+        for c in conditions:
+            if isinstance(c, Periodic) and c.coord in periodic:
+                satisfied.setdefault(c.label, f"the periodic embedding of {c.coord}")
+        notes = tuple(f"condition {label!r} holds exactly by {how}: left out of the loss"
+                      for label, how in satisfied.items())
+        return tuple(c for c in conditions if c.label not in satisfied), notes
 
     # --- hooks of the training loop (see pinnsketch.tasks.base.Task) ---
 
@@ -329,10 +405,12 @@ class PINNTask:
 
     @torch.no_grad()
     def predict(self, points: Points, chunk: int = 65536) -> torch.Tensor:
-        """u at (N, d) points, evaluated in chunks; returns (N,) float64 on the CPU."""
-        out = [self.model(p.to(self.device, self.dtype)).reshape(-1).double().cpu()
+        """The fields at (N, d) points, evaluated in chunks: (N,) float64 on the CPU for a
+        single field, (N, F) for several."""
+        out = [self.model(p.to(self.device, self.dtype)).double().cpu()
                for p in points.split(chunk)]
-        return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+        u = torch.cat(out) if out else torch.zeros(0, len(self.fields), dtype=torch.float64)
+        return u[:, 0] if len(self.fields) == 1 else u
 
     def evaluate(self) -> dict[str, float]:
         """Relative L2 error ||u - u_ref|| / ||u_ref|| on the problem's evaluation grid."""
