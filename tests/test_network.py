@@ -263,7 +263,11 @@ def test_every_policy_runs_the_same_network(arch):
                 (name, fused)
     got, vals = _loss_grad(problem, net, keys, pts, StorageConfig("quant8"))
     assert _rel(vals, ref_vals) <= TOL  # the forward is exact; only backward sees the codes
-    assert 0 < _rel(got, ref) < 1 / QUANT_LEVELS
+    # each stored pre-activation element is off by less than one quantization step (its
+    # block-column range / 255); the gradient sees that error through every stored
+    # activation (up to 4 here: hidden layers and the modified MLP's encoders), so its
+    # relative error stays within a few steps (a sanity bound, not a sharp one)
+    assert 0 < _rel(got, ref) < 4 / QUANT_LEVELS
     got, vals = _loss_grad(problem, net, keys, pts, StorageConfig("sketch", rank=2))
     assert _rel(vals, ref_vals) <= TOL and bool(torch.isfinite(got).all())
 
