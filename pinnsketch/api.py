@@ -514,6 +514,7 @@ def _report(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path
         "lbfgs_held_bytes_per_point": _mean(_held(state.history, "lbfgs")),
         "final_ranks": task.sketch_ranks,
         "rank_changes": list(task.rank_log),
+        "log": list(state.log),
         "collocation": config["sampling"]["collocation"],
         "width": config["model"].get("width"),
         "depth": config["model"].get("depth"),

@@ -24,7 +24,8 @@ _MODEL_ARGS = {"width": "width", "depth": "depth", "activation": "activation", "
                "harmonics": "harmonics", "init": "init"}
 _SAMPLING_ARGS = {"collocation": "collocation", "boundary_points": "boundary",
                   "initial_points": "initial", "sampler": "method",
-                  "resample_every": "resample_every"}
+                  "resample_every": "resample_every", "rad_every": "rad_every",
+                  "rad_pool": "rad_pool", "rad_k": "rad_k", "rad_c": "rad_c"}
 _OPTIM_ARGS = {"steps": "steps", "lr": "lr", "lr_decay": "lr_decay",
                "lbfgs_steps": "lbfgs_steps", "second_order_dtype": "second_order_dtype",
                "lbfgs_history": "lbfgs_history", "chunk_size": "chunk_size"}
@@ -96,6 +97,14 @@ def _build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     g.add_argument("--sampler", default=None, help="uniform, sobol, lhs or halton (sobol)")
     g.add_argument("--resample-every", type=int, default=None,
                    help="fresh points every K Adam steps, 0 = never (1000)")
+    g.add_argument("--rad-every", type=int, default=None,
+                   help="second-order phases: new interior points every K iterations by "
+                        "residual-based adaptive sampling (RAD), 0 = never (0)")
+    g.add_argument("--rad-pool", type=int, default=None,
+                   help="RAD candidate pool (0 = 10 x --collocation)")
+    g.add_argument("--rad-k", type=float, default=None,
+                   help="RAD exponent k: p ~ |r|^k / mean |r|^k + c (1)")
+    g.add_argument("--rad-c", type=float, default=None, help="RAD uniform share c (1)")
     g = s.add_argument_group("optimisation")
     g.add_argument("--optimizer", default=None, metavar="NAME:STEPS,...",
                    help="the training phases in order, e.g. adam:5000,ssbroyden:20000; names: "

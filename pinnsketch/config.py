@@ -95,11 +95,16 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """Collocation points: interior, boundary and initial counts, sampler, resampling period.
+    """Collocation points: interior, boundary and initial counts, sampler, resampling.
 
     ``resample_every`` = K > 0 draws a fresh interior/boundary/initial set every K Adam
-    steps (seeded by the run seed and the step); 0 keeps one set. L-BFGS always uses one
-    fixed set (a line search needs a fixed objective).
+    steps (seeded by the run seed and the step); 0 keeps one set. A second-order phase works
+    on one fixed set (a line search needs a fixed objective), except that with
+    ``rad_every`` = K > 0 it replaces the interior points every K iterations by residual-based
+    adaptive sampling (RAD; Wu et al., CMAME 2023): ``rad_pool`` candidates (0: 10 x
+    ``collocation``) drawn uniformly, of which ``collocation`` are kept with probability
+    p proportional to |r|^``rad_k`` / mean |r|^``rad_k`` + ``rad_c``. The optimizer keeps its
+    curvature information across the change (:meth:`rebase` of :mod:`pinnsketch.optim`).
     """
 
     collocation: int = 8000
@@ -107,14 +112,31 @@ class SamplingConfig:
     initial: int = 256
     method: str = "sobol"
     resample_every: int = 1000
+    rad_every: int = 0
+    rad_pool: int = 0
+    rad_k: float = 1.0
+    rad_c: float = 1.0
 
     def __post_init__(self) -> None:
         check_int("sampling.collocation", self.collocation, low=1)
         check_int("sampling.boundary", self.boundary, low=1)
         check_int("sampling.initial", self.initial, low=1)
         check_int("sampling.resample_every", self.resample_every, low=0)
+        check_int("sampling.rad_every", self.rad_every, low=0)
+        check_int("sampling.rad_pool", self.rad_pool, low=0)
+        check_real("sampling.rad_k", self.rad_k, low=0)
+        check_real("sampling.rad_c", self.rad_c, low=0)
         if self.method not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.method!r}; valid samplers: {', '.join(SAMPLERS)}")
+        if self.rad_every and 0 < self.rad_pool < self.collocation:
+            raise ValueError(f"sampling.rad_pool {self.rad_pool} is below the {self.collocation} "
+                             "collocation points it must choose from; use a pool several times "
+                             "larger (Wu et al. use 10x), or 0 for 10 x collocation")
+
+    @property
+    def rad_pool_size(self) -> int:
+        """The RAD candidate pool (``rad_pool``, or 10 x ``collocation``)."""
+        return self.rad_pool or 10 * self.collocation
 
 
 PHASE_OPTIMIZERS = ("adam", *OPTIMIZERS)

@@ -67,6 +67,7 @@ class TrainState:
         status: "running", "completed", "interrupted", "diverged", "failed".
         stop_reason: "steps", "time limit", a signal name, "out of memory", ...
         task_state: the task's own resumable state (sketch counter, rank state).
+        log: every log line so far (rank changes, line-search resets, phase notes).
     """
 
     phase: int = 0
@@ -78,6 +79,7 @@ class TrainState:
     status: str = "running"
     stop_reason: str | None = None
     task_state: dict | None = None
+    log: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -203,6 +205,11 @@ class _Loop:
         if self.checkpoint:
             self.checkpoint(self.state)
 
+    def note(self, line: str) -> None:
+        """A log line: shown (unless quiet) and kept in the state (summary.json ``log``)."""
+        self.progress.note(line)
+        self.state.log.append(line)
+
     def atomic(self):
         """A block that signals do not interrupt (they wait for its end)."""
         return self.stop.deferred() if self.stop is not None else contextlib.nullcontext()
@@ -243,7 +250,7 @@ class _Snapshot:
         self.model = copy.deepcopy(self.task.model.state_dict())
         self.phase_state = copy.deepcopy(s.phase_state)
         self.counters = (s.phase, list(s.phase_steps), list(s.phase_ends), len(s.history),
-                         s.wall_time)
+                         len(s.log), s.wall_time)
         self.task_state = copy.deepcopy(self.task.checkpoint_state())
 
     def restore(self) -> None:
@@ -252,9 +259,10 @@ class _Snapshot:
         if dtype is not None:
             self.task.set_dtype(dtype)
         self.task.model.load_state_dict(self.model)
-        s.phase, steps, ends, n, s.wall_time = self.counters
+        s.phase, steps, ends, n, n_log, s.wall_time = self.counters
         s.phase_steps, s.phase_ends = list(steps), list(ends)
         del s.history[n:]
+        del s.log[n_log:]
         s.phase_state = copy.deepcopy(self.phase_state)
         self.task.restore_checkpoint_state(copy.deepcopy(self.task_state))
 
@@ -327,12 +335,12 @@ def _run_phase(loop: _Loop, spec: PhaseConfig) -> None:
                 loop.save()
             if out_of_time:
                 state.stop_reason = "time limit"
-                progress.note(f"time limit of {run.time_limit_s:g} s reached after "
+                loop.note(f"time limit of {run.time_limit_s:g} s reached after "
                               f"{state.iterations} iterations; stopping")
                 return
             if it.stalled:
                 state.phase_ends[index] = "stalled"
-                progress.note(f"{spec.optimizer} phase ended after {state.phase_steps[index]} "
+                loop.note(f"{spec.optimizer} phase ended after {state.phase_steps[index]} "
                               "iterations: no further progress is possible from this point")
                 return
     except KeyboardInterrupt as exc:
@@ -358,7 +366,7 @@ def _record(loop: _Loop, phase: str, it: _Iteration, evaluate: bool) -> None:
     state.history.append(row)
     loop.progress.show(row)
     for line in it.notes:
-        loop.progress.note(line)
+        loop.note(line)
 
 
 class _AdamPhase(_Phase):
@@ -369,7 +377,7 @@ class _AdamPhase(_Phase):
     def __init__(self, loop: _Loop, spec: PhaseConfig):
         self.loop, self.task, optim = loop, loop.task, loop.optim
         for line in self.task.enter_phase("adam"):
-            loop.progress.note(line)
+            loop.note(line)
         self.opt = torch.optim.Adam(self.task.model.parameters(), lr=optim.lr)
         self.sched = torch.optim.lr_scheduler.ExponentialLR(
             self.opt, gamma=optim.lr_decay ** (1.0 / spec.steps))
@@ -428,7 +436,7 @@ class _SecondOrderPhase(_Phase):
         self.name = spec.optimizer
         self.task.set_dtype(_DTYPES[optim.second_order_dtype])
         for line in self.task.enter_phase(spec.optimizer):
-            loop.progress.note(line)
+            loop.note(line)
         self.params = list(self.task.model.parameters())
         num = sum(p.numel() for p in self.params)
         kw = {"history": optim.lbfgs_history} if spec.optimizer == "lbfgs" \
@@ -436,36 +444,57 @@ class _SecondOrderPhase(_Phase):
         self.opt, why = fit_dense(make_optimizer(spec.optimizer, **kw), num,
                                   fallback=make_optimizer("lbfgs", history=optim.lbfgs_history))
         if why and loop.state.phase_steps[loop.state.phase] == 0:
-            loop.progress.note(why)
+            loop.note(why)
         self.batch = self.task.sample(-1)  # one fixed set: a line search needs a fixed objective
+        self.refined, self.refined_points = 0, None
         self._seen: list[tuple[torch.Tensor, dict[str, float]]] = []
         saved = loop.state.phase_state
         if saved is not None:
-            self.state = self.opt.state_from_dict(saved)
+            self.state = self.opt.state_from_dict(saved["optimizer"])
+            self.refined = saved["refined"]
+            if saved["refined_points"] is not None:
+                self.batch, self.refined_points = self.task.refine(self.refined,
+                                                                   saved["refined_points"])
             self._set(self.state.x)
         else:
             x = parameters_to_vector(self.params).detach().to(torch.float64)
             f, g = self._fg(x)
             _check_finite(f, f"the start of the {spec.optimizer} phase")
             self.state = self.opt.init(x, f, g)
+        self.index = loop.state.phase
 
     def _set(self, x: torch.Tensor) -> None:
         with torch.no_grad():
             vector_to_parameters(x.to(self.params[0].dtype), self.params)
 
-    def _fg(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
-        """The loss and its flat float64 gradient at x (the model is left at x)."""
+    def _fg(self, x: torch.Tensor, batch: Any = None) -> tuple[float, torch.Tensor]:
+        """The loss and its flat float64 gradient at x on the phase's batch (or ``batch``);
+        the model is left at x."""
         self._set(x)
         for p in self.params:
             p.grad = None
-        terms = self.task.backward(self.batch)
+        terms = self.task.backward(self.batch if batch is None else batch)
         self._seen.append((x.detach().clone(), dict(terms)))
         g = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
                        for p in self.params]).to(torch.float64)
         loss = terms["loss"]
         return (loss if math.isfinite(loss) else math.inf), g
 
+    def _refine(self) -> None:
+        """Every ``task.refine_every`` iterations: a new batch (RAD), the same point x and
+        curvature information, the objective's new value and gradient there."""
+        every, done = self.task.refine_every, self.loop.state.phase_steps[self.index]
+        if not every or done == 0 or done % every or done // every == self.refined:
+            return
+        batch, points = self.task.refine(done // every)
+        f, g = self._fg(self.state.x, batch)
+        _check_finite(f, f"the refinement of the {self.name} phase")
+        with self.loop.atomic():  # batch, points and optimizer state change together
+            self.batch, self.refined_points, self.refined = batch, points, done // every
+            self.state = self.opt.rebase(self.state, f, g)
+
     def compute(self):
+        self._refine()
         self._seen.clear()
         new, info = self.opt.step(self.state, self._fg)
         _check_finite(info.loss, f"{self.name} iteration {self.state.iteration + 1}")
@@ -488,7 +517,8 @@ class _SecondOrderPhase(_Phase):
         self._set(self.state.x)
 
     def state_dict(self) -> dict[str, Any]:
-        return self.state.to_dict()
+        return {"optimizer": self.state.to_dict(), "refined": self.refined,
+                "refined_points": self.refined_points}
 
 
 class GradientMonitoring:

@@ -76,6 +76,22 @@ def make_periodic_task(cluster, chunk_size: int = 0):
                     StorageConfig(policy="exact"), seed=5, dtype=torch.float64, cluster=cluster)
 
 
+def solve_settings(out: Path) -> dict:
+    """The run both the 2-process worker and the 1-process reference make: 4 Adam steps, then
+    3 SSBroyden iterations (dense inverse Hessian) with RAD refinement every 2 (float64)."""
+    from pinnsketch.config import ModelConfig, OptimConfig, PhaseConfig, RunConfig, SamplingConfig
+    from pinnsketch.storage import StorageConfig
+
+    c = CASE
+    return dict(model=ModelConfig(width=c["width"], depth=c["depth"]),
+                sampling=SamplingConfig(collocation=c["collocation"], boundary=c["boundary"],
+                                        initial=c["initial"], rad_every=2, rad_pool=3000),
+                optim=OptimConfig(phases=(PhaseConfig("adam", 4), PhaseConfig("ssbroyden", 3))),
+                storage=StorageConfig(policy="exact"),
+                run=RunConfig(seed=c["seed"], dtype="float64", eval_every=2, quiet=True,
+                              out=str(out)))
+
+
 def flat_grad(model) -> torch.Tensor:
     return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
 
@@ -83,8 +99,6 @@ def flat_grad(model) -> torch.Tensor:
 def main(out: Path) -> None:
     import pinnsketch.api as api
     from pinnsketch import distributed
-    from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig
-    from pinnsketch.storage import StorageConfig
 
     torch.set_num_threads(1)
     cluster, _ = distributed.init_from_env("cpu", timeout_s=60)
@@ -112,14 +126,7 @@ def main(out: Path) -> None:
             return _original(*args, **kwargs)
 
         setattr(owner, attr, staticmethod(counted) if path else counted)
-    c = CASE
-    api.solve(api.load_problem("burgers"),
-              model=ModelConfig(width=c["width"], depth=c["depth"]),
-              sampling=SamplingConfig(collocation=c["collocation"], boundary=c["boundary"],
-                                      initial=c["initial"]),
-              optim=OptimConfig(steps=4, lbfgs_steps=3), storage=StorageConfig(policy="exact"),
-              run=RunConfig(seed=c["seed"], dtype="float64", eval_every=2, quiet=True,
-                            out=str(out / "run")))
+    api.solve(api.load_problem("burgers"), **solve_settings(out / "run"))
     (out / f"writes_{cluster.rank}.json").write_text(json.dumps(calls))
     distributed.shutdown()
 

@@ -121,27 +121,23 @@ def test_only_process_zero_writes_results(two_process_run):
 
 
 def test_two_process_run_matches_one_process_and_resumes_on_one(two_process_run, tmp_path):
-    """2 processes (4 Adam + 3 L-BFGS) end where a single process does on the same points (the
-    union does not depend on the number of processes), and the run resumes on 1 process to 6
-    L-BFGS iterations exactly like the single-process run. Float64; the only differences are
-    the round-off of the reduction order (1e-16 relative, amplified by 7 steps)."""
-    from pinnsketch import ModelConfig, OptimConfig, RunConfig, SamplingConfig, load_problem, resume, solve
-    from pinnsketch.storage import StorageConfig
+    """2 processes (4 Adam steps, then 3 SSBroyden iterations with a dense inverse Hessian and
+    a RAD refinement of the points) end where a single process does on the same points (the
+    union does not depend on the number of processes; every process draws the same RAD set),
+    and the run resumes on 1 process to 6 SSBroyden iterations exactly like the
+    single-process run. Float64; the only differences are the round-off of the reduction
+    order (1e-16 relative, amplified by the steps)."""
+    from pinnsketch import load_problem, resume, solve
 
-    c = worker.CASE
-    ref = solve(load_problem("burgers"), model=ModelConfig(width=c["width"], depth=c["depth"]),
-                sampling=SamplingConfig(collocation=c["collocation"], boundary=c["boundary"],
-                                        initial=c["initial"]),
-                optim=OptimConfig(steps=4, lbfgs_steps=3), storage=StorageConfig(policy="exact"),
-                run=RunConfig(seed=c["seed"], dtype="float64", eval_every=2, quiet=True,
-                              out=str(tmp_path / "single")))
+    ref = solve(load_problem("burgers"), **worker.solve_settings(tmp_path / "single"))
 
     def assert_same(a: dict, b: dict) -> None:
         for name in a:
             assert torch.allclose(a[name], b[name], rtol=1e-9, atol=1e-11), name
 
-    dist_ckpt = torch.load(two_process_run / "run" / "checkpoint.pt", weights_only=False)
+    dist_ckpt = torch.load(two_process_run / "run" / "checkpoint.pt", weights_only=True)
     assert_same(ref.task.model.state_dict(), dist_ckpt["model"])
+    assert [r["line_search"] for r in ref.history[4:]] == ["ok"] * 3
     ref = resume(tmp_path / "single", lbfgs_steps=6, quiet=True)
     resumed = resume(two_process_run / "run", lbfgs_steps=6, quiet=True)
     assert resumed.summary["world_size"] == 1 and resumed.summary["lbfgs_steps"] == 6

@@ -18,6 +18,9 @@ class Task(Protocol):
       steps; 0: one batch for the whole Adam phase).
     - ``sample(index)``: the index-th batch (deterministic in the task's seed and index);
       ``index = -1`` is the fixed batch of a line-search phase.
+    - ``refine_every`` / ``refine(index, saved=None) -> (batch, saved)``: a second-order phase
+      replaces its batch every K iterations (0: never) by ``refine`` (e.g. RAD at the current
+      weights); ``saved`` (plain data) rebuilds the same batch when a run resumes.
     - ``backward(batch)``: accumulate into ``.grad`` the gradient of the weighted loss on the
       batch (possibly in chunks) and return the loss terms as floats, including ``"loss"``.
     - ``evaluate()``: headline metrics as floats (e.g. ``l2_relative_error``).
@@ -36,12 +39,15 @@ class Task(Protocol):
     held_bytes: int | None
     held_bytes_per_point: float | None
     resample_every: int
+    refine_every: int
 
     def sample(self, index: int) -> Any: ...
 
     def backward(self, batch: Any) -> dict[str, float]: ...
 
     def evaluate(self) -> dict[str, float]: ...
+
+    def refine(self, index: int, saved: Any = None) -> tuple[Any, Any]: ...
 
     def set_dtype(self, dtype: torch.dtype) -> None: ...
 

@@ -270,6 +270,12 @@ class ClassificationTask:
     resample_every = 1
     """A new minibatch every step."""
 
+    refine_every = 0
+    """No adaptive refinement (classification trains with Adam only)."""
+
+    def refine(self, index: int, saved=None):
+        raise NotImplementedError("classification has no second-order phase to refine")
+
     def enter_phase(self, phase: str) -> list[str]:
         """Classification trains with Adam only: nothing changes between phases."""
         return []

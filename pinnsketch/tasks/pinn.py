@@ -27,6 +27,7 @@ from pinnsketch.control import RankController
 from pinnsketch.distributed import SINGLE, Cluster
 from pinnsketch.memory import HeldBytes
 from pinnsketch.network import NetworkBase, build_network
+from pinnsketch.pde.adaptive_sampling import rad_sample
 from pinnsketch.pde.conditions import Condition, Periodic
 from pinnsketch.pde.derivatives import check_fields, record_derivatives, required_derivatives
 from pinnsketch.pde.problem import Problem
@@ -345,6 +346,48 @@ class PINNTask:
             sets[cond.label] = (cp.points, cp.normals)
             counts[cond.label] = float(cp.points.shape[0] * cl.world_size)
         return PINNBatch(sets, counts)
+
+    @property
+    def refine_every(self) -> int:
+        """Second-order iterations between RAD refinements of the interior points (0: none)."""
+        return self.sampling.rad_every
+
+    def refine(self, index: int, saved: Points | None = None) -> tuple[PINNBatch, Points]:
+        """The fixed batch of a second-order phase with its interior points replaced.
+
+        With ``saved`` None, by RAD (:func:`~pinnsketch.pde.adaptive_sampling.rad_sample`):
+        a uniform candidate pool drawn from (seed, index), the PDE residual magnitude there
+        at the current weights, and ``collocation`` points drawn with p proportional to
+        |r|^k / mean |r|^k + c. Every process evaluates the whole pool, so each draws the
+        same set and keeps its rows. With ``saved`` (a resumed run's interior set), those
+        points.
+
+        Returns:
+            (the batch, the whole interior set (N, d) float64, to checkpoint).
+        """
+        s = self.sampling
+        base = self.sample(-1)
+        interior = saved
+        if interior is None:
+            pool = sample_interior(self.domain, s.rad_pool_size, "uniform",
+                                   derive_seed(self.seed, index, -2))
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, index, -3))
+            _, interior = rad_sample(pool, self._residual_magnitude(pool), s.collocation,
+                                     s.rad_k, s.rad_c, gen)
+        rows = interior[self.cluster.shard(interior.shape[0])]
+        sets = dict(base.sets, pde=(rows, torch.zeros_like(rows)))
+        return PINNBatch(sets, base.counts), interior
+
+    def _residual_magnitude(self, points: Points, chunk: int = 8192) -> torch.Tensor:
+        """|r| of the PDE at ``points`` (float64, no parameter gradients), in chunks."""
+        engine = make_engine(self.model, self.domain, self.pde_keys,
+                             StorageConfig(policy="autograd"))
+        out = []
+        for part in points.split(chunk):
+            r = self._residual("pde", part.to(self.device, self.dtype),
+                               torch.zeros_like(part).to(self.device, self.dtype), engine)
+            out.append(r.detach().reshape(-1).abs().double().cpu())
+        return torch.cat(out)
 
     def _residual(self, name: str, points: Points, normals: Points, engine=None) -> torch.Tensor:
         d = (engine or self.engines[name])(points)
