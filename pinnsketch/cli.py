@@ -126,6 +126,10 @@ def _build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                    help="curvature pairs kept by L-BFGS (50)")
     g.add_argument("--weight", action="append", default=[], metavar="TERM=W",
                    help="loss weight of a term (pde or a condition name), repeatable")
+    g.add_argument("--weighting", default=None, metavar="NAME[:KEY=V,...]",
+                   help="adaptive loss weights during Adam: none, gradnorm (options every, "
+                        "alpha), causal (eps, slices; time-dependent problems), rba (gamma, "
+                        "eta), e.g. causal:eps=1,slices=16 (none)")
     g.add_argument("--chunk-size", type=int, default=None,
                    help="accumulate gradients over chunks of this many interior points")
     g = s.add_argument_group("activation storage")
@@ -267,7 +271,13 @@ def _fixed_on_resume(args: argparse.Namespace, defaults: dict[str, object]) -> l
 
 def _solve_or_resume(args: argparse.Namespace, cluster, defaults: dict[str, object]) -> int:
     from pinnsketch.api import load_problem, resume, solve
-    from pinnsketch.config import OptimConfig, RunConfig, SamplingConfig, parse_phases
+    from pinnsketch.config import (
+        OptimConfig,
+        RunConfig,
+        SamplingConfig,
+        parse_phases,
+        parse_weighting,
+    )
     from pinnsketch.pde.registry import parse_param_overrides
 
     if args.resume:
@@ -297,7 +307,8 @@ def _solve_or_resume(args: argparse.Namespace, cluster, defaults: dict[str, obje
     weights = tuple((k, _number(v, f"--weight {k}={v}"))
                     for k, v in parse_param_overrides(args.weight, "--weight").items())
     phases = parse_phases(args.optimizer) if args.optimizer is not None else None
-    optim = OptimConfig(weights=weights, phases=phases, **_given(args, _OPTIM_ARGS))
+    extra = {"weighting": parse_weighting(args.weighting)} if args.weighting else {}
+    optim = OptimConfig(weights=weights, phases=phases, **extra, **_given(args, _OPTIM_ARGS))
     storage = _storage_config(args)
     seed = args.seed if args.seed is not None else 0
     out = args.out if args.out is not None else str(Path("runs") / f"{problem.name}-seed{seed}")

@@ -18,7 +18,8 @@ from pinnsketch.optim import DEFAULT_DENSE_LIMIT_BYTES, OPTIMIZERS
 from pinnsketch.pde.sampling import SAMPLERS
 
 __all__ = ["ModelConfig", "SamplingConfig", "OptimConfig", "PhaseConfig", "RunConfig", "DTYPES",
-           "DEFAULT_PHASES", "PHASE_OPTIMIZERS", "parse_phases", "to_dict"]
+           "DEFAULT_PHASES", "PHASE_OPTIMIZERS", "WEIGHTINGS", "WeightingConfig", "parse_phases",
+           "parse_weighting", "to_dict"]
 
 DTYPES = ("float32", "float64")
 
@@ -188,6 +189,72 @@ def parse_phases(text: str) -> tuple[PhaseConfig, ...]:
     return tuple(phases)
 
 
+WEIGHTINGS = ("none", "gradnorm", "causal", "rba")
+
+
+@dataclass(frozen=True)
+class WeightingConfig:
+    """Adaptive loss weighting during the Adam phases (:mod:`pinnsketch.tasks.weighting`).
+
+    - ``gradnorm``: every ``every`` Adam steps the term weights become
+      lambda_i <- alpha lambda_i + (1 - alpha) sum_j ||grad L_j|| / ||grad L_i|| (Wang, Wang &
+      Perdikaris 2023), multiplying each term's own weight;
+    - ``causal``: the PDE term becomes mean_i w_i L_i over ``slices`` time slices with
+      w_i = exp(-eps sum_{k<i} L_k) (Wang, Sankaran & Perdikaris 2022; time-dependent
+      problems only);
+    - ``rba``: the PDE term becomes mean((lambda_i r_i)^2) with one weight per point,
+      lambda <- gamma lambda + eta |r| / max |r| every step (Anagnostopoulos et al. 2024).
+
+    A second-order phase keeps the term weights gradnorm reached and uses the plain mean
+    squared residual: causal and RBA weights change the objective as they move, which a
+    line search cannot follow.
+
+    >>> WeightingConfig("gradnorm", every=200).every
+    200
+    """
+
+    method: str = "none"
+    every: int = 100
+    alpha: float = 0.9
+    eps: float = 1.0
+    slices: int = 16
+    gamma: float = 0.999
+    eta: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.method not in WEIGHTINGS:
+            raise ValueError(f"unknown loss weighting {self.method!r}; valid: {', '.join(WEIGHTINGS)}")
+        check_int("weighting.every", self.every, low=1)
+        check_real("weighting.alpha", self.alpha, low=0, high=1, high_open=True)
+        check_real("weighting.eps", self.eps, low=0)
+        check_int("weighting.slices", self.slices, low=1)
+        check_real("weighting.gamma", self.gamma, low=0, high=1, high_open=True)
+        check_real("weighting.eta", self.eta, low=0, low_open=True)
+
+
+def parse_weighting(text: str) -> WeightingConfig:
+    """``"gradnorm"`` or ``"causal:eps=0.5,slices=32"`` -> a :class:`WeightingConfig`
+    (``--weighting``).
+
+    >>> parse_weighting("rba:eta=0.02").eta
+    0.02
+    """
+    name, _, rest = str(text).partition(":")
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        fields = [f.name for f in dataclasses.fields(WeightingConfig) if f.name != "method"]
+        if not sep or key.strip() not in fields:
+            raise ValueError(f"--weighting {text!r}: options are KEY=VALUE with KEY one of "
+                             f"{', '.join(fields)} (got {item!r})")
+        try:
+            kwargs[key.strip()] = (int if key.strip() in ("every", "slices") else float)(value)
+        except ValueError:
+            raise ValueError(f"--weighting {text!r}: {key.strip()}={value!r} is not a "
+                             "number") from None
+    return WeightingConfig(name.strip(), **kwargs)
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """The training schedule: a list of phases, each an optimizer and its iterations.
@@ -204,7 +271,8 @@ class OptimConfig:
     method (bfgs, ssbfgs, ssbroyden: a P x P float64 matrix) whose matrix would exceed
     ``dense_limit_bytes`` runs L-BFGS instead and says so. ``weights`` maps loss-term names
     ("pde", a condition's name) to weights; a term not named keeps the weight its problem
-    declares (``Condition.weight``, 1 for "pde"). ``chunk_size`` > 0 accumulates gradients
+    declares (``Condition.weight``, 1 for "pde"); ``weighting`` adapts them during Adam
+    (:class:`WeightingConfig`). ``chunk_size`` > 0 accumulates gradients
     over chunks of at most that many interior points (the loss is a mean over points, so
     the gradient is exact).
 
@@ -221,9 +289,17 @@ class OptimConfig:
     lbfgs_history: int = 50
     dense_limit_bytes: int = DEFAULT_DENSE_LIMIT_BYTES
     weights: tuple[tuple[str, float], ...] = ()
+    weighting: WeightingConfig = WeightingConfig()
     chunk_size: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.weighting, dict):
+            object.__setattr__(self, "weighting", WeightingConfig(**self.weighting))
+        if not isinstance(self.weighting, WeightingConfig):
+            raise ValueError(f"optim.weighting must be a WeightingConfig, got {self.weighting!r}")
+        if self.weighting.method in ("causal", "rba") and self.chunk_size:
+            raise ValueError(f"{self.weighting.method} weights need every interior point of a "
+                             "step at once; drop --chunk-size or choose --weighting gradnorm")
         object.__setattr__(self, "phases", self._schedule())
         object.__setattr__(self, "steps", None)
         object.__setattr__(self, "lbfgs_steps", None)

@@ -43,6 +43,35 @@ def make_task(cluster):
                     dtype=torch.float64, cluster=cluster)
 
 
+def make_weighted_task(cluster, method: str):
+    """make_task's problem with adaptive loss weights (causal or rba), float64."""
+    from pinnsketch import load_problem
+    from pinnsketch.config import ModelConfig, OptimConfig, SamplingConfig, WeightingConfig
+    from pinnsketch.storage import StorageConfig
+    from pinnsketch.tasks.pinn import PINNTask
+
+    c = CASE
+    return PINNTask(load_problem("burgers"), ModelConfig(width=c["width"], depth=c["depth"]),
+                    SamplingConfig(collocation=c["collocation"], boundary=c["boundary"],
+                                   initial=c["initial"]),
+                    OptimConfig(weighting=WeightingConfig(method, slices=5)),
+                    StorageConfig(policy="exact"), seed=c["seed"], dtype=torch.float64,
+                    cluster=cluster)
+
+
+def weighted_steps(task) -> list[dict]:
+    """Two Adam-style evaluations with a committed step between (rba weights move)."""
+    batch = task.sample(0)
+    out = []
+    for step in range(2):
+        task.before_step(step)
+        task.model.zero_grad()
+        terms = task.backward(batch)
+        task.after_step(step, terms)
+        out.append({"terms": terms, "grad": flat_grad(task.model)})
+    return out
+
+
 def make_periodic_task(cluster, chunk_size: int = 0):
     """A transport problem with a Periodic condition (paired points), float64, exact storage."""
     import math
@@ -108,6 +137,9 @@ def main(out: Path) -> None:
     terms = task.backward(batch)
     torch.save({"grad": flat_grad(task.model), "terms": terms, "pde_points": batch.sets["pde"][0]},
                out / f"grad_{cluster.rank}.pt")
+    for method in ("causal", "rba"):
+        torch.save(weighted_steps(make_weighted_task(cluster, method)),
+                   out / f"weighted_{method}_{cluster.rank}.pt")
     periodic = make_periodic_task(cluster, chunk_size=17)
     terms = periodic.backward(periodic.sample(0))
     torch.save({"grad": flat_grad(periodic.model), "terms": terms},

@@ -109,6 +109,21 @@ def test_periodic_pairs_survive_data_parallelism_and_chunks(two_process_run):
         assert parts[0]["terms"][name] == pytest.approx(value, rel=1e-12)
 
 
+@pytest.mark.parametrize("method", ["causal", "rba"])
+def test_adaptive_weights_are_global_under_data_parallelism(two_process_run, method):
+    """Causal slice losses and the attention's max |r| are reduced over processes, so the
+    weighted loss and gradient of 2 processes equal one process's, step after step."""
+    parts = [torch.load(two_process_run / f"weighted_{method}_{r}.pt", weights_only=True)
+             for r in range(2)]
+    single = worker.weighted_steps(worker.make_weighted_task(SINGLE, method))
+    for step, ref in enumerate(single):
+        got = parts[0][step]
+        assert torch.equal(got["grad"], parts[1][step]["grad"])
+        assert torch.allclose(got["grad"], ref["grad"], rtol=1e-12,
+                              atol=1e-14 * ref["grad"].abs().max())
+        assert got["terms"]["loss"] == pytest.approx(ref["terms"]["loss"], rel=1e-12)
+
+
 def test_only_process_zero_writes_results(two_process_run):
     out = two_process_run
     writes = [json.loads((out / f"writes_{r}.json").read_text()) for r in range(2)]

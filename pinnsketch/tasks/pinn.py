@@ -34,6 +34,7 @@ from pinnsketch.pde.problem import Problem
 from pinnsketch.pde.sampling import sample_interior
 from pinnsketch.seeds import derive_seed
 from pinnsketch.storage import StorageConfig, make_engine
+from pinnsketch.tasks.adaptive_weights import AdaptiveWeights
 from pinnsketch.tasks.rank_driver import RankDriver
 
 __all__ = ["PINNTask", "PINNBatch"]
@@ -45,10 +46,13 @@ class PINNBatch:
 
     ``counts[name]``: the N that term's mean divides by (the global count when the set is
     this process's share of a data-parallel batch); the set's own size when absent.
+    ``index``: the index of :meth:`PINNTask.sample` that drew it (per-point attention weights
+    belong to one batch).
     """
 
     sets: dict[str, tuple[Points, Points]]
     counts: dict[str, float] = field(default_factory=dict)
+    index: int | None = None  # the sample index it was drawn with (None: not from sample())
 
     def count(self, name: str) -> float:
         return self.counts.get(name, self.sets[name][0].shape[0])
@@ -136,6 +140,10 @@ class PINNTask:
                 required_derivatives([lambda d: c.residual(d, zeros)], self.domain,
                                      self.fields)))
             self.engines[cond.label] = make_engine(self.model, self.domain, keys, cond_storage)
+        time = (self.domain.index(self.domain.time), *self.domain.bounds(self.domain.time)
+                ) if self.domain.time is not None else None
+        self.weighting = AdaptiveWeights(optim.weighting, self.term_names, time, cluster)
+        self._step = 0
         self._check_residuals()
         self.grid = problem.evaluation_grid()
         self.eval_points = self.grid.points()
@@ -256,15 +264,21 @@ class PINNTask:
         return self.sampling.resample_every
 
     def before_step(self, step: int) -> None:
+        self._step = step
         if self.rank_driver is not None:
             self.rank_driver.before_step(step)
 
     def after_step(self, step: int, terms: dict[str, float]) -> tuple[dict[str, object], list[str]]:
-        """Extra history columns (sketch ranks) and log lines (rank changes) after a step."""
+        """Extra history columns (sketch ranks, balanced weights) and log lines (rank
+        changes) after a committed step."""
+        self.weighting.commit()
         messages = []
         if self.rank_driver is not None:
             messages = self.rank_driver.after_step(step, terms["pde"])
-        return self.rank_columns(), messages
+        columns = self.rank_columns()
+        if self.weighting.balance is not None:
+            columns.update({f"weight_{n}": w for n, w in self.weighting.balance.weights.items()})
+        return columns, messages
 
     @property
     def sketch_ranks(self) -> tuple[int, ...] | None:
@@ -283,8 +297,10 @@ class PINNTask:
         return {} if ranks is None else {f"rank_{i + 1}": r for i, r in enumerate(ranks)}
 
     def enter_phase(self, phase: str) -> list[str]:
-        """A line-search phase under rank control switches to exact storage: a line search
-        needs consistent losses and gradients (idempotent; Adam changes nothing)."""
+        """A line-search phase freezes the adaptive loss weights and, under rank control,
+        switches to exact storage: a line search needs consistent losses and gradients
+        (idempotent)."""
+        self.weighting.active = phase == "adam"
         if phase == "adam" or self.rank_driver is None:
             return []
         lines = self.rank_driver.enter_line_search()
@@ -307,7 +323,8 @@ class PINNTask:
         """What a resumed run needs beyond weights and optimizer state, as plain data: the
         sketch engine's call counter (its sketch seeds) and the rank state."""
         return {"sketch_calls": self.engines["pde"].calls,
-                "rank": self.rank_driver.state_dict() if self.rank_driver is not None else None}
+                "rank": self.rank_driver.state_dict() if self.rank_driver is not None else None,
+                "weighting": self.weighting.state_dict()}
 
     def restore_checkpoint_state(self, saved: dict[str, object]) -> None:
         """Undo :meth:`checkpoint_state` (resume, or back to the last good state)."""
@@ -316,6 +333,8 @@ class PINNTask:
             if not self.rank_driver.active and self.engines["pde"].config.policy != "exact":
                 self._use_exact_storage()
         self.engines["pde"].calls = int(saved.get("sketch_calls", 0))
+        if saved.get("weighting") is not None:
+            self.weighting.load_state_dict(saved["weighting"])
 
     @property
     def dtype(self) -> torch.dtype:
@@ -345,7 +364,7 @@ class PINNTask:
                              torch.float64)
             sets[cond.label] = (cp.points, cp.normals)
             counts[cond.label] = float(cp.points.shape[0] * cl.world_size)
-        return PINNBatch(sets, counts)
+        return PINNBatch(sets, counts, index)
 
     @property
     def refine_every(self) -> int:
@@ -412,8 +431,11 @@ class PINNTask:
         condition's ``weight`` unless ``--weight TERM=W`` replaces it (1 for "pde").
         """
         dtype, dev = self.dtype, self.device
+        if self.weighting.balancing_due(self._step):
+            self.weighting.propose_balance(self._term_gradient_norms(batch))
         chunks = self._chunks(batch)
         totals = {name: 0.0 for name in self.term_names}
+        objective = 0.0
         peak = 0
         peak_points = 1
         for c in range(chunks):
@@ -431,20 +453,43 @@ class PINNTask:
                     if part_p.shape[0] == 0:
                         continue
                     n_points += part_p.shape[0]
-                    r = self._residual(name, part_p.to(dev, dtype), part_n.to(dev, dtype))
-                    frac = part_p.shape[0] / batch.count(name)
-                    term = r.pow(2).mean()
-                    totals[name] += frac * float(term.detach())
-                    loss = loss + self.term_weights[name] * frac * term
+                    points = part_p.to(dev, dtype)
+                    r = self._residual(name, points, part_n.to(dev, dtype))
+                    count = batch.count(name)
+                    plain = r.pow(2).sum() / count
+                    term = (self.weighting.pde_sum(r, points, count, batch.index)
+                            if name == "pde" else plain)
+                    weight = self.term_weights[name] * self.weighting.factor(name)
+                    totals[name] += float(plain.detach())
+                    objective += weight * float(term.detach())
+                    loss = loss + weight * term
             if held.bytes > peak:
                 peak, peak_points = held.bytes, n_points
             loss.backward()
         self.held_bytes = peak
         self.held_bytes_per_point = peak / peak_points
         self.cluster.sum_gradients(self.model.parameters())
-        totals = self.cluster.sum_floats(totals)
-        totals["loss"] = sum(self.term_weights[n] * totals[n] for n in self.term_names)
+        totals = self.cluster.sum_floats({**totals, "loss": objective})
         return totals
+
+    def _term_gradient_norms(self, batch: PINNBatch) -> dict[str, float]:
+        """||grad L_t|| of every unweighted term on ``batch`` (summed over processes), for
+        gradient-norm balancing; the parameters' gradients are left cleared."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        norms = {}
+        for name in self.term_names:
+            pts, nrm = batch.sets[name]
+            for p in params:
+                p.grad = None
+            r = self._residual(name, pts.to(self.device, self.dtype),
+                               nrm.to(self.device, self.dtype))
+            (r.pow(2).sum() / batch.count(name)).backward()
+            self.cluster.sum_gradients(params)
+            norms[name] = float(torch.sqrt(sum(p.grad.pow(2).sum() for p in params
+                                               if p.grad is not None)))
+        for p in params:
+            p.grad = None
+        return norms
 
     @torch.no_grad()
     def predict(self, points: Points, chunk: int = 65536) -> torch.Tensor:
