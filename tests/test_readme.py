@@ -39,3 +39,21 @@ def test_readme_user_problem(tmp_path):
                    sampling=SamplingConfig(collocation=64, boundary=8, initial=8),
                    optim=OptimConfig(steps=5, lbfgs_steps=0), run=RunConfig(quiet=True))
     assert result.summary["steps"] == 5
+
+
+def test_every_solve_command_in_the_readme_parses():
+    """Each `pinnsketch solve ...` line of the README's text blocks is accepted by the CLI's
+    parser (every flag it shows exists and takes the value shown)."""
+    import shlex
+
+    from pinnsketch.cli import _build_parser
+
+    parser, _ = _build_parser()
+    lines = [line.split("#")[0].strip()
+             for block in re.findall(r"```text\n(.*?)```", README.read_text(), flags=re.S)
+             for line in block.splitlines()]
+    commands = [line for line in lines if line.startswith("pinnsketch solve")]
+    assert len(commands) >= 10
+    for line in commands:
+        args = parser.parse_args(shlex.split(line)[1:])
+        assert args.command == "solve", line
