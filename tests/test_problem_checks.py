@@ -16,13 +16,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from pinnsketch import Dirichlet, Problem, interval
+from pinnsketch import Dirichlet, Problem
 from pinnsketch.cli import main
 from pinnsketch.config import ModelConfig, OptimConfig, SamplingConfig
+from pinnsketch.distributed import SINGLE
 from pinnsketch.pde.domain import rectangle, space_time
 from pinnsketch.pde.problem import uniform_grid
 from pinnsketch.storage import StorageConfig
 from pinnsketch.tasks.pinn import PINNTask
+
+sys.path.insert(0, str(Path(__file__).parent))
+import distributed_worker as worker  # noqa: E402
 
 F64 = torch.float64
 ROUNDOFF = 1e-12  # float64 sums of a few hundred terms in another order
@@ -158,40 +162,12 @@ def test_a_problem_without_reference_finishes_and_reports_its_losses(tmp_path, c
 
 # ----- item 9: periodic pairs and chunks -----
 
-def _periodic_task(chunk_size: int) -> PINNTask:
-    from dataclasses import dataclass
-    from typing import ClassVar
-
-    from pinnsketch import Initial, Periodic
-
-    @dataclass(frozen=True)
-    class Transport(Problem):
-        """u_t + u_x = 0 on [0, 1) periodic, u(x, 0) = sin(2 pi x)."""
-
-        name: ClassVar[str] = "transport"
-
-        @property
-        def domain(self):
-            return space_time(interval(x=(0.0, 1.0)), t=(0.0, 0.5))
-
-        def residual(self, d):
-            return d.u_t + d.u_x
-
-        def conditions(self):
-            return (Periodic(coord="x"), Initial(lambda d: torch.sin(2 * math.pi * d.x)))
-
-    return PINNTask(Transport(), ModelConfig(width=8, depth=2),
-                    SamplingConfig(collocation=90, boundary=40, initial=20),
-                    OptimConfig(steps=1, lbfgs_steps=0, chunk_size=chunk_size),
-                    StorageConfig(policy="exact"), seed=5, dtype=F64)
-
-
 def test_periodic_pairs_survive_chunking():
     """Before: chunking split the stacked [lower face; upper face] set, so chunk 0 compared
     unrelated points and the gradient changed with --chunk-size."""
     grads, terms = [], []
     for size in (0, 31):
-        task = _periodic_task(size)
+        task = worker.make_periodic_task(SINGLE, size)
         terms.append(task.backward(task.sample(0)))
         grads.append(torch.cat([p.grad.reshape(-1) for p in task.model.parameters()]))
     assert task._chunks(task.sample(0)) == 3
