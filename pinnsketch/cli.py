@@ -38,6 +38,7 @@ _FLAGS = {f"{owner}.{field}": "--" + arg.replace("_", "-")
           for arg, field in table.items()}
 _FLAGS["optim: steps and lbfgs_steps"] = "--steps and --lbfgs-steps"
 _FLAGS["run.out"] = "--out"
+_FLAGS["optim.adam_betas"] = "--adam-betas"
 
 _RESUMABLE = {"command", "problem", "resume", "steps", "lbfgs_steps", "time_limit", "quiet",
               "device", "threads", "dist_timeout", "allow_changed_problem"}
@@ -113,6 +114,8 @@ def _build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     g.add_argument("--steps", type=int, default=None,
                    help="shorthand: the Adam steps of the default schedule (0: no Adam)")
     g.add_argument("--lr", type=float, default=None, help="Adam learning rate (1e-3)")
+    g.add_argument("--adam-betas", default=None, metavar="B1,B2",
+                   help="Adam's moment decay rates (0.9,0.999)")
     g.add_argument("--lr-decay", type=float, default=None,
                    help="final lr / initial lr, exponential schedule (0.1)")
     g.add_argument("--lbfgs-steps", type=int, default=None,
@@ -308,6 +311,9 @@ def _solve_or_resume(args: argparse.Namespace, cluster, defaults: dict[str, obje
                     for k, v in parse_param_overrides(args.weight, "--weight").items())
     phases = parse_phases(args.optimizer) if args.optimizer is not None else None
     extra = {"weighting": parse_weighting(args.weighting)} if args.weighting else {}
+    if args.adam_betas is not None:
+        extra["adam_betas"] = tuple(_number(b, f"--adam-betas {args.adam_betas}")
+                                    for b in args.adam_betas.split(","))
     optim = OptimConfig(weights=weights, phases=phases, **extra, **_given(args, _OPTIM_ARGS))
     storage = _storage_config(args)
     seed = args.seed if args.seed is not None else 0

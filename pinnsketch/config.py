@@ -266,8 +266,8 @@ class OptimConfig:
     resolved schedule and ``steps``/``lbfgs_steps`` are None.
 
     Adam's learning rate decays exponentially over each Adam phase, lr * lr_decay^(i / n),
-    so it ends at lr * lr_decay. Second-order phases run in ``second_order_dtype`` on one
-    fixed batch of points; ``lbfgs_history`` is L-BFGS's number of curvature pairs; a dense
+    so it ends at lr * lr_decay; ``adam_betas`` are its moment decay rates. Second-order
+    phases run in ``second_order_dtype`` on one fixed batch of points; ``lbfgs_history`` is L-BFGS's number of curvature pairs; a dense
     method (bfgs, ssbfgs, ssbroyden: a P x P float64 matrix) whose matrix would exceed
     ``dense_limit_bytes`` runs L-BFGS instead and says so. ``weights`` maps loss-term names
     ("pde", a condition's name) to weights; a term not named keeps the weight its problem
@@ -285,6 +285,7 @@ class OptimConfig:
     phases: tuple[PhaseConfig, ...] | None = None
     lr: float = 1e-3
     lr_decay: float = 0.1
+    adam_betas: tuple[float, float] = (0.9, 0.999)
     second_order_dtype: str = "float64"
     lbfgs_history: int = 50
     dense_limit_bytes: int = DEFAULT_DENSE_LIMIT_BYTES
@@ -309,6 +310,11 @@ class OptimConfig:
         check_real("optim.lr", self.lr, low=0, low_open=True)
         if not (is_real(self.lr_decay) and 0 < self.lr_decay <= 1):
             raise ValueError(f"optim.lr_decay must be in (0, 1], got {self.lr_decay!r}")
+        betas = tuple(self.adam_betas) if isinstance(self.adam_betas, (tuple, list)) else ()
+        if len(betas) != 2 or not all(is_real(b) and 0 <= b < 1 for b in betas):
+            raise ValueError(f"optim.adam_betas must be two numbers in [0, 1), got "
+                             f"{self.adam_betas!r}; e.g. 0.9,0.999")
+        object.__setattr__(self, "adam_betas", tuple(float(b) for b in betas))
         if self.second_order_dtype not in DTYPES:
             raise ValueError(f"optim.second_order_dtype must be one of {DTYPES}, got "
                              f"{self.second_order_dtype!r}")

@@ -378,7 +378,8 @@ class _AdamPhase(_Phase):
         self.loop, self.task, optim = loop, loop.task, loop.optim
         for line in self.task.enter_phase("adam"):
             loop.note(line)
-        self.opt = torch.optim.Adam(self.task.model.parameters(), lr=optim.lr)
+        self.opt = torch.optim.Adam(self.task.model.parameters(), lr=optim.lr,
+                                    betas=optim.adam_betas)
         self.sched = torch.optim.lr_scheduler.ExponentialLR(
             self.opt, gamma=optim.lr_decay ** (1.0 / spec.steps))
         if loop.state.phase_state is not None:  # continue with the same moments and schedule
