@@ -267,14 +267,15 @@ class OptimConfig:
 
     Adam's learning rate decays exponentially over each Adam phase, lr * lr_decay^(i / n),
     so it ends at lr * lr_decay; ``adam_betas`` are its moment decay rates. Second-order
-    phases run in ``second_order_dtype`` on one fixed batch of points; ``lbfgs_history`` is L-BFGS's number of curvature pairs; a dense
-    method (bfgs, ssbfgs, ssbroyden: a P x P float64 matrix) whose matrix would exceed
-    ``dense_limit_bytes`` runs L-BFGS instead and says so. ``weights`` maps loss-term names
-    ("pde", a condition's name) to weights; a term not named keeps the weight its problem
-    declares (``Condition.weight``, 1 for "pde"); ``weighting`` adapts them during Adam
-    (:class:`WeightingConfig`). ``chunk_size`` > 0 accumulates gradients
-    over chunks of at most that many interior points (the loss is a mean over points, so
-    the gradient is exact).
+    phases run in ``second_order_dtype`` (and with RAD, ``SamplingConfig.rad_every``, on
+    adaptively refined points, else on one fixed batch); ``lbfgs_history`` is L-BFGS's
+    number of curvature pairs; a dense method (bfgs, ssbfgs, ssbroyden: a P x P float64
+    matrix) whose matrix would exceed ``dense_limit_bytes`` runs L-BFGS instead and says
+    so. ``weights`` maps loss-term names ("pde", a condition's name) to weights; a term not
+    named keeps the weight its problem declares (``Condition.weight``, 1 for "pde");
+    ``weighting`` adapts them during Adam (:class:`WeightingConfig`). ``chunk_size`` > 0
+    accumulates gradients over chunks of at most that many interior points (the loss is a
+    mean over points, so the gradient is exact).
 
     >>> OptimConfig(steps=100, lbfgs_steps=0).phases
     (PhaseConfig(optimizer='adam', steps=100),)
