@@ -293,14 +293,23 @@ def _slices(n: int, size: int):
 
 
 class Clock:
-    """Wall time of training only: evaluations are paused out."""
+    """Wall and CPU time (this process) of training only: evaluations are paused out.
+
+    CPU time is the fairer figure on a shared machine: it does not count the time other
+    jobs held the cores.
+    """
 
     def __init__(self):
         self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
         self.paused = 0.0
+        self.cpu_paused = 0.0
 
     def now(self) -> float:
         return time.perf_counter() - self.start - self.paused
+
+    def cpu(self) -> float:
+        return time.process_time() - self.cpu_start - self.cpu_paused
 
     def pause(self):
         return _Pause(self)
@@ -312,9 +321,16 @@ class _Pause:
 
     def __enter__(self):
         self.t = time.perf_counter()
+        self.c = time.process_time()
 
     def __exit__(self, *exc):
         self.clock.paused += time.perf_counter() - self.t
+        self.clock.cpu_paused += time.process_time() - self.c
+
+
+def out_of_time(args, clock: Clock) -> bool:
+    return bool((args.time_limit and clock.now() >= args.time_limit)
+                or (args.cpu_limit and clock.cpu() >= args.cpu_limit))
 
 
 def rad_batch(obj: Objective, task: PINNTask, args, index: int) -> PINNBatch:
@@ -366,11 +382,12 @@ def run(args) -> dict:
     def log(phase, it, loss, extra=None):
         with clock.pause():
             row = {"phase": phase, "iteration": it, "wall_s": round(clock.now(), 3),
-                   "loss": loss, "l2": obj.l2()}
+                   "cpu_s": round(clock.cpu(), 3), "loss": loss, "l2": obj.l2()}
             row.update(extra or {})
             rows.append(row)
             if not args.quiet:
-                print(f"{phase:6s} {it:7d} t={row['wall_s']:8.1f}s loss={loss:.3e} "
+                print(f"{phase:6s} {it:7d} t={row['wall_s']:8.1f}s cpu={row['cpu_s']:8.1f}s "
+                      f"loss={loss:.3e} "
                       f"l2={row['l2']:.3e} {row.get('message', '')}", flush=True)
 
     # --- Adam ---
@@ -394,7 +411,7 @@ def run(args) -> dict:
         sched.step()
         if (step + 1) % args.adam_eval_every == 0 or step + 1 == args.adam_steps:
             log("adam", step + 1, terms["loss"])
-        if args.time_limit and clock.now() >= args.time_limit:
+        if out_of_time(args, clock):
             stop = "time limit"
             break
     # --- second-order phase, float64 ---
@@ -430,7 +447,7 @@ def run(args) -> dict:
             extra["message"] = info.message
         if not math.isfinite(info.loss):
             stop = "diverged"
-        elif args.time_limit and clock.now() >= args.time_limit:
+        elif out_of_time(args, clock):
             stop = "time limit"
         elif info.stalled and last_ok_stall and not args.rad_every:
             stop = "stalled"
@@ -447,10 +464,10 @@ def run(args) -> dict:
 
 
 def summarize_run(args, rows, P, stop) -> dict:
-    def first(th):
+    def first(th, key="wall_s"):
         for r in rows:
             if r["l2"] <= th:
-                return r["wall_s"]
+                return r.get(key)
         return None
 
     best = min(rows, key=lambda r: r["l2"])
@@ -459,11 +476,13 @@ def summarize_run(args, rows, P, stop) -> dict:
            "P": P, "points": args.points, "hard": args.hard, "adam_steps": args.adam_steps,
            "method": args.method, "loss_kind": args.loss, "rad_every": args.rad_every,
            "rad_pool": args.rad_pool, "seed": args.seed, "stop": stop,
-           "iterations": last["iteration"], "wall_s": last["wall_s"], "final_l2": last["l2"],
+           "iterations": last["iteration"], "wall_s": last["wall_s"],
+           "cpu_s": last.get("cpu_s"), "final_l2": last["l2"],
            "final_loss": last["loss"], "best_l2": best["l2"],
            "evaluations": last.get("evaluations"), "resets": last.get("resets")}
     for th in THRESHOLDS:
         out[f"t_{th:.0e}"] = first(th)
+        out[f"cpu_{th:.0e}"] = first(th, "cpu_s")
     out["command"] = "python benchmarks/optimizers.py " + " ".join(sys.argv[1:])
     return out
 
@@ -482,8 +501,8 @@ def write(summary: dict, rows: list[dict]) -> None:
 
 
 COLUMNS = ["tag", "problem", "net", "P", "points", "hard", "adam_steps", "method", "loss_kind",
-           "rad_every", "seed", "t_1e-03", "t_1e-04", "t_1e-05", "t_1e-06", "final_l2",
-           "best_l2", "iterations", "wall_s", "stop"]
+           "rad_every", "seed", "cpu_1e-03", "cpu_1e-04", "cpu_1e-05", "cpu_1e-06", "t_1e-05",
+           "final_l2", "best_l2", "iterations", "cpu_s", "wall_s", "stop"]
 
 
 def summary_table(paths: list[Path]) -> str:
@@ -501,9 +520,36 @@ def summary_table(paths: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(tags: list[str], out: Path, x: str = "cpu_s") -> None:
+    """L2 against CPU (or wall) seconds for the given runs, one line each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for tag in tags:
+        with open(OUT / f"{tag}.csv") as f:
+            rows = [r for r in csv.DictReader(f) if r.get(x)]
+        summary = json.loads((OUT / f"{tag}.json").read_text())
+        label = (f"{summary['method']}{' +RAD' if summary['rad_every'] else ''}"
+                 f"{' hard' if summary['hard'] else ' soft'} s{summary['seed']}")
+        ax.semilogy([float(r[x]) for r in rows], [float(r["l2"]) for r in rows], label=label)
+    ax.set_xlabel("CPU seconds (one thread)" if x == "cpu_s" else "wall seconds")
+    ax.set_ylabel("L2 relative error")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--summarize", action="store_true", help="collect every run's JSON")
+    ap.add_argument("--plot", nargs="+", default=None, metavar="TAG",
+                    help="plot these runs' L2 curves into --plot-out and exit")
+    ap.add_argument("--plot-out", default="curves.png")
+    ap.add_argument("--plot-x", default="cpu_s", choices=["cpu_s", "wall_s"])
     ap.add_argument("--problem", default="burgers", choices=["burgers", "heat", "poisson"])
     ap.add_argument("--width", type=int, default=20)
     ap.add_argument("--depth", type=int, default=3)
@@ -532,18 +578,25 @@ def main(argv=None) -> int:
     ap.add_argument("--rad-k", type=float, default=1.0)
     ap.add_argument("--rad-c", type=float, default=1.0)
     ap.add_argument("--eval-every", type=int, default=250)
-    ap.add_argument("--time-limit", type=float, default=900.0)
+    ap.add_argument("--time-limit", type=float, default=900.0, help="wall seconds (0: none)")
+    ap.add_argument("--cpu-limit", type=float, default=0.0,
+                    help="CPU seconds of this process (0: none); on a shared machine the "
+                         "measure of what a quiet one would do in that wall time")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tag", default=None)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
+    if args.plot:
+        plot(args.plot, OUT / args.plot_out, args.plot_x)
+        return 0
     if args.summarize:
         md = summary_table(list(OUT.glob("*.json")))
         header = ("### Optimizer study runs (each one process, one thread; the machine's 2 "
                   "cores were shared with other jobs)\n\nCommand per row: the `command` field "
-                  "of its JSON; times in seconds of training wall time (evaluations "
-                  "excluded), '-' = not reached.\n\n")
+                  "of its JSON. cpu_X: CPU seconds of this process until L2 <= X (evaluations "
+                  "excluded; the fair figure on a shared machine); t_X and wall_s: wall "
+                  "seconds; '-' = not reached.\n\n")
         (OUT / "summary.md").write_text(header + md)
         print(md)
         return 0
