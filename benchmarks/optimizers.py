@@ -41,7 +41,7 @@ from pinnsketch.optim import fit_dense, lbfgs, make_optimizer
 from pinnsketch.pde.adaptive_sampling import rad_sample
 from pinnsketch.pde.derivatives import Derivatives
 from pinnsketch.pde.sampling import derive_seed, sample_interior
-from pinnsketch.storage.jets import JetPlan, jet_forward_reference
+from pinnsketch.storage.jets import JetPlan, activation_jets, input_jets, jet_forward_reference
 from pinnsketch.tasks.pinn import PINNBatch, PINNTask
 
 OUT = Path(__file__).parent / "results" / "optimizers"
@@ -70,14 +70,17 @@ def hard_transform(problem) -> tuple[Callable, Callable]:
 def pointwise_jets(fn: Callable, points: torch.Tensor, keys) -> dict:
     """Derivatives of a pointwise function fn (N, d) -> (N,) for every key (orders <= 2)."""
     z = points.detach().requires_grad_(True)
-    v = fn(z)
+    v = fn(z) + 0.0 * z[:, 0]  # attached to z even when fn is constant
     out = {(): v.detach()}
     (g,) = torch.autograd.grad(v.sum(), z, create_graph=True)
     for k in keys:
         if len(k) == 1:
             out[k] = g[:, k[0]].detach()
         elif len(k) == 2:
-            (h,) = torch.autograd.grad(g[:, k[0]].sum(), z, retain_graph=True, allow_unused=True)
+            h = None
+            if g.requires_grad:
+                (h,) = torch.autograd.grad(g[:, k[0]].sum(), z, retain_graph=True,
+                                           allow_unused=True)
             out[k] = (h[:, k[1]] if h is not None else torch.zeros_like(v)).detach()
     return out
 
@@ -120,9 +123,8 @@ class Objective:
         keys = set()
         for name in task.term_names:
             keys.update(task.engines[name].keys)
-        keys = sorted(keys, key=lambda k: (len(k), k))
-        self.keys = keys
         self.plan = JetPlan.from_keys(keys, self.domain.dim)
+        self.keys = list(self.plan.keys())  # every first derivative a second one needs
         self.jetnet = _JetNet(task.model, self.plan)
         self.batch: PINNBatch | None = None
         self.fixed: dict = {}
@@ -190,7 +192,50 @@ class Objective:
         return torch.cat(out)
 
     def rj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scaled residuals r (loss = ||r||^2) and their Jacobian, per point by vmap(jacrev)."""
+        """Scaled residuals r (loss = ||r||^2) and their Jacobian J (M, P), exactly.
+
+        Per-example gradients of linear layers (Goodfellow, "Efficient per-example gradient
+        computations", arXiv 1510.01799, 2015), extended to jets: r_i depends only on point
+        i, so one backward pass of sum_i r_i gives every delta_{l,c,i} = dr_i / dZ_l[c, i]
+        (layer l's pre-activation jet component c at point i), and
+        dr_i / dW_l = sum_c delta_{l,c,i} h_{l-1,c,i}^T, dr_i / db_l = delta_{l,0,i} (the
+        bias enters the value component only). One forward and one backward pass instead of
+        a Jacobian-vector product per point (:meth:`rj_reference`, the test oracle).
+        """
+        vector_to_parameters(x, self.params)
+        mlp = self.task.model
+        rs, Js = [], []
+        for name in self.names:
+            pts, nrm = self.batch.sets[name]
+            scale = math.sqrt(self.task.optim.weight(name) / self.batch.count(name))
+            for sl in _slices(pts.shape[0], 4096):
+                p, n = pts[sl].double(), nrm[sl].double()
+                H = input_jets(mlp, p, self.plan)
+                Hs, Zs = [], []
+                for k, layer in enumerate(mlp.layers):
+                    Hs.append(H)
+                    Z = H @ layer.weight.T
+                    Z = torch.cat([(Z[0] + layer.bias).unsqueeze(0), Z[1:]])
+                    Zs.append(Z)
+                    if k + 1 < len(mlp.layers):
+                        H = activation_jets(mlp.activation, Z, self.plan)
+                fx = None
+                if self.hard:
+                    fx = {"A": {k: v[sl] for k, v in self.fixed["A"].items()},
+                          "B": {k: v[sl] for k, v in self.fixed["B"].items()}}
+                d = self._derivs(name, p, None, jets=Zs[-1][..., 0], fixed=fx)
+                r = self._residual(name, d, n)
+                deltas = torch.autograd.grad(r.sum(), Zs)
+                cols = []
+                for Hl, dl in zip(Hs, deltas):
+                    cols.append(torch.einsum("cio,cij->ioj", dl, Hl).reshape(r.shape[0], -1))
+                    cols.append(dl[0])
+                Js.append(scale * torch.cat(cols, 1).detach())
+                rs.append(scale * r.detach())
+        return torch.cat(rs), torch.cat(Js)
+
+    def rj_reference(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`rj` by torch.func: vmap over points of jacrev of the one-point residual."""
         vector_to_parameters(x, self.params)
         params = {k: v.detach() for k, v in self.jetnet.named_parameters()}
         rs, Js = [], []
@@ -248,14 +293,23 @@ def _slices(n: int, size: int):
 
 
 class Clock:
-    """Wall time of training only: evaluations are paused out."""
+    """Wall and CPU time (this process) of training only: evaluations are paused out.
+
+    CPU time is the fairer figure on a shared machine: it does not count the time other
+    jobs held the cores.
+    """
 
     def __init__(self):
         self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
         self.paused = 0.0
+        self.cpu_paused = 0.0
 
     def now(self) -> float:
         return time.perf_counter() - self.start - self.paused
+
+    def cpu(self) -> float:
+        return time.process_time() - self.cpu_start - self.cpu_paused
 
     def pause(self):
         return _Pause(self)
@@ -267,9 +321,16 @@ class _Pause:
 
     def __enter__(self):
         self.t = time.perf_counter()
+        self.c = time.process_time()
 
     def __exit__(self, *exc):
         self.clock.paused += time.perf_counter() - self.t
+        self.clock.cpu_paused += time.process_time() - self.c
+
+
+def out_of_time(args, clock: Clock) -> bool:
+    return bool((args.time_limit and clock.now() >= args.time_limit)
+                or (args.cpu_limit and clock.cpu() >= args.cpu_limit))
 
 
 def rad_batch(obj: Objective, task: PINNTask, args, index: int) -> PINNBatch:
@@ -321,11 +382,12 @@ def run(args) -> dict:
     def log(phase, it, loss, extra=None):
         with clock.pause():
             row = {"phase": phase, "iteration": it, "wall_s": round(clock.now(), 3),
-                   "loss": loss, "l2": obj.l2()}
+                   "cpu_s": round(clock.cpu(), 3), "loss": loss, "l2": obj.l2()}
             row.update(extra or {})
             rows.append(row)
             if not args.quiet:
-                print(f"{phase:6s} {it:7d} t={row['wall_s']:8.1f}s loss={loss:.3e} "
+                print(f"{phase:6s} {it:7d} t={row['wall_s']:8.1f}s cpu={row['cpu_s']:8.1f}s "
+                      f"loss={loss:.3e} "
                       f"l2={row['l2']:.3e} {row.get('message', '')}", flush=True)
 
     # --- Adam ---
@@ -349,7 +411,7 @@ def run(args) -> dict:
         sched.step()
         if (step + 1) % args.adam_eval_every == 0 or step + 1 == args.adam_steps:
             log("adam", step + 1, terms["loss"])
-        if args.time_limit and clock.now() >= args.time_limit:
+        if out_of_time(args, clock):
             stop = "time limit"
             break
     # --- second-order phase, float64 ---
@@ -385,7 +447,7 @@ def run(args) -> dict:
             extra["message"] = info.message
         if not math.isfinite(info.loss):
             stop = "diverged"
-        elif args.time_limit and clock.now() >= args.time_limit:
+        elif out_of_time(args, clock):
             stop = "time limit"
         elif info.stalled and last_ok_stall and not args.rad_every:
             stop = "stalled"
@@ -402,10 +464,10 @@ def run(args) -> dict:
 
 
 def summarize_run(args, rows, P, stop) -> dict:
-    def first(th):
+    def first(th, key="wall_s"):
         for r in rows:
             if r["l2"] <= th:
-                return r["wall_s"]
+                return r.get(key)
         return None
 
     best = min(rows, key=lambda r: r["l2"])
@@ -414,11 +476,13 @@ def summarize_run(args, rows, P, stop) -> dict:
            "P": P, "points": args.points, "hard": args.hard, "adam_steps": args.adam_steps,
            "method": args.method, "loss_kind": args.loss, "rad_every": args.rad_every,
            "rad_pool": args.rad_pool, "seed": args.seed, "stop": stop,
-           "iterations": last["iteration"], "wall_s": last["wall_s"], "final_l2": last["l2"],
+           "iterations": last["iteration"], "wall_s": last["wall_s"],
+           "cpu_s": last.get("cpu_s"), "final_l2": last["l2"],
            "final_loss": last["loss"], "best_l2": best["l2"],
            "evaluations": last.get("evaluations"), "resets": last.get("resets")}
     for th in THRESHOLDS:
         out[f"t_{th:.0e}"] = first(th)
+        out[f"cpu_{th:.0e}"] = first(th, "cpu_s")
     out["command"] = "python benchmarks/optimizers.py " + " ".join(sys.argv[1:])
     return out
 
@@ -437,8 +501,8 @@ def write(summary: dict, rows: list[dict]) -> None:
 
 
 COLUMNS = ["tag", "problem", "net", "P", "points", "hard", "adam_steps", "method", "loss_kind",
-           "rad_every", "seed", "t_1e-03", "t_1e-04", "t_1e-05", "t_1e-06", "final_l2",
-           "best_l2", "iterations", "wall_s", "stop"]
+           "rad_every", "seed", "cpu_1e-03", "cpu_1e-04", "cpu_1e-05", "cpu_1e-06", "t_1e-05",
+           "final_l2", "best_l2", "iterations", "cpu_s", "wall_s", "stop"]
 
 
 def summary_table(paths: list[Path]) -> str:
@@ -456,9 +520,36 @@ def summary_table(paths: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(tags: list[str], out: Path, x: str = "cpu_s") -> None:
+    """L2 against CPU (or wall) seconds for the given runs, one line each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for tag in tags:
+        with open(OUT / f"{tag}.csv") as f:
+            rows = [r for r in csv.DictReader(f) if r.get(x)]
+        summary = json.loads((OUT / f"{tag}.json").read_text())
+        label = (f"{summary['method']}{' +RAD' if summary['rad_every'] else ''}"
+                 f"{' hard' if summary['hard'] else ' soft'} s{summary['seed']}")
+        ax.semilogy([float(r[x]) for r in rows], [float(r["l2"]) for r in rows], label=label)
+    ax.set_xlabel("CPU seconds (one thread)" if x == "cpu_s" else "wall seconds")
+    ax.set_ylabel("L2 relative error")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--summarize", action="store_true", help="collect every run's JSON")
+    ap.add_argument("--plot", nargs="+", default=None, metavar="TAG",
+                    help="plot these runs' L2 curves into --plot-out and exit")
+    ap.add_argument("--plot-out", default="curves.png")
+    ap.add_argument("--plot-x", default="cpu_s", choices=["cpu_s", "wall_s"])
     ap.add_argument("--problem", default="burgers", choices=["burgers", "heat", "poisson"])
     ap.add_argument("--width", type=int, default=20)
     ap.add_argument("--depth", type=int, default=3)
@@ -487,18 +578,25 @@ def main(argv=None) -> int:
     ap.add_argument("--rad-k", type=float, default=1.0)
     ap.add_argument("--rad-c", type=float, default=1.0)
     ap.add_argument("--eval-every", type=int, default=250)
-    ap.add_argument("--time-limit", type=float, default=900.0)
+    ap.add_argument("--time-limit", type=float, default=900.0, help="wall seconds (0: none)")
+    ap.add_argument("--cpu-limit", type=float, default=0.0,
+                    help="CPU seconds of this process (0: none); on a shared machine the "
+                         "measure of what a quiet one would do in that wall time")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tag", default=None)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
+    if args.plot:
+        plot(args.plot, OUT / args.plot_out, args.plot_x)
+        return 0
     if args.summarize:
         md = summary_table(list(OUT.glob("*.json")))
         header = ("### Optimizer study runs (each one process, one thread; the machine's 2 "
                   "cores were shared with other jobs)\n\nCommand per row: the `command` field "
-                  "of its JSON; times in seconds of training wall time (evaluations "
-                  "excluded), '-' = not reached.\n\n")
+                  "of its JSON. cpu_X: CPU seconds of this process until L2 <= X (evaluations "
+                  "excluded; the fair figure on a shared machine); t_X and wall_s: wall "
+                  "seconds; '-' = not reached.\n\n")
         (OUT / "summary.md").write_text(header + md)
         print(md)
         return 0

@@ -44,7 +44,7 @@ def as_objective(fg: Objective) -> Callable[[Tensor], tuple[float, Tensor]]:
 
     def wrapped(x: Tensor) -> tuple[float, Tensor]:
         f, g = fg(x)
-        return float(f), g
+        return float(f.detach() if isinstance(f, Tensor) else f), g
 
     return wrapped
 

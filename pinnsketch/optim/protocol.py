@@ -150,7 +150,7 @@ def check_start(x: Tensor, f: Any, g: Tensor) -> tuple[Tensor, float, Tensor]:
     if not isinstance(g, Tensor) or g.shape != x.shape or g.dtype != torch.float64:
         raise ValueError(f"g must be a float64 tensor of x's shape {tuple(x.shape)}, got "
                          f"{getattr(g, 'dtype', type(g).__name__)} {tuple(getattr(g, 'shape', ()))}")
-    fv = float(f)
+    fv = float(f.detach() if isinstance(f, Tensor) else f)
     if fv != fv or fv in (float("inf"), float("-inf")):
         raise ValueError(f"the loss at the start point is {fv}; an optimizer needs a finite "
                          "start")
