@@ -64,7 +64,7 @@ class AffineInput(nn.Module):
     def jets(self, X: Jets, plan: JetPlan) -> Jets:
         """Jets of A x + c: each component scaled, the shift on the value only."""
         if X.shape[0] == 1:
-            return (X[0] * self.in_scale + self.in_shift).unsqueeze(0)
+            return X * self.in_scale + self.in_shift
         H = X * self.in_scale
         return torch.cat([(H[0] + self.in_shift).unsqueeze(0), H[1:]])
 

@@ -183,8 +183,8 @@ def linear_jets(H: Jets, W: Tensor, b: Tensor | None = None) -> Jets:
     Args:
         H: (J, N, w_in) jets; W: (w_out, w_in); b: (w_out,) or None.
     """
-    if H.shape[0] == 1:
-        return torch.nn.functional.linear(H[0], W, b).unsqueeze(0)
+    if H.shape[0] == 1:  # the value path: one (flattened) addmm, no copies
+        return torch.nn.functional.linear(H, W, b)
     Z = torch.matmul(H, W.T)
     return Z if b is None else Z + _value_pad(b, H.shape[0])
 
@@ -215,13 +215,13 @@ def activation_jets(act: Activation, Z: Jets, plan: JetPlan,
         if ds is None:
             ds = act.derivatives(Z[0], activation_order(plan))
         return _activation_jets_into(out, Z, plan, ds)
+    if Z.shape[0] == 1:  # the value path: s(z) itself, no views
+        return act.f(Z) if ds is None else ds[0].unsqueeze(0)
     # On unbound components: the backward of unbind is one stack, whereas every select or
     # slice of Z would allocate and zero a whole (J, N, w) gradient.
     z = Z.unbind(0)
     if ds is None:
         ds = act.derivatives(z[0], activation_order(plan))
-    if Z.shape[0] == 1:
-        return ds[0].unsqueeze(0)
     nf = len(plan.firsts)
     s1 = ds[1]
     comps = [ds[0]] + [s1 * z[1 + a] for a in range(nf)]

@@ -84,7 +84,7 @@ class NetworkBase(nn.Module):
 
     def forward(self, points: Points) -> Tensor:
         """Values (N, F): the jet rule with the value-only plan."""
-        return self.jets(points, JetPlan.value(self.in_features))[0]
+        return self.jets(points, JetPlan.value(self.in_features)).squeeze(0)
 
 
 class Network(NetworkBase):
