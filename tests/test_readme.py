@@ -39,3 +39,14 @@ def test_readme_user_problem(tmp_path):
                    sampling=SamplingConfig(collocation=64, boundary=8, initial=8),
                    optim=OptimConfig(steps=5, lbfgs_steps=0), run=RunConfig(quiet=True))
     assert result.summary["steps"] == 5
+
+
+def test_readme_network_from_parts():
+    block = _block("from pinnsketch import load_problem, solve\nfrom pinnsketch.network")
+    *build, last = block.strip().splitlines()
+    assert last.startswith("result = solve(problem, model=net)")
+    namespace: dict = {}
+    exec("\n".join(build), namespace)
+    net = namespace["net"]
+    assert [n for n, _ in net.stored][:2] == ["encoder_u", "encoder_v"]
+    assert net(torch.zeros(3, 2)).shape == (3, 1)
