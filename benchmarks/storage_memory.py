@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--problem", default="burgers")
     p.add_argument("--points", type=int, default=100_000)
     p.add_argument("--nets", nargs="+", default=["4x50", "4x256"])
-    p.add_argument("--arch", default="mlp", help="trunk of every net: mlp or modified")
+    p.add_argument("--arch", default=None,
+                   help="trunk of every net: mlp (default) or modified; when given, the table's "
+                        "name ends in _ARCH")
     p.add_argument("--policies", nargs="+", default=POLICIES)
     p.add_argument("--rank", type=int, default=32)
     p.add_argument("--steps", type=int, default=3)
@@ -121,9 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     p.add_argument("--one", nargs=2, metavar=("NET", "POLICY"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    arch = args.arch or "mlp"
     if args.one:
         row = measure_one(args.problem, args.one[0], args.one[1], args.points, args.rank,
-                          args.steps, args.arch)
+                          args.steps, arch)
         print("RESULT " + json.dumps(row))
         return 0
     from _common import write_table
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             for policy in args.policies:
                 cmd = [sys.executable, __file__, "--problem", args.problem, "--points",
                        str(args.points), "--rank", str(args.rank), "--steps", str(args.steps),
-                       "--arch", args.arch, "--one", net, policy]
+                       "--arch", arch, "--one", net, policy]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
                 if proc.returncode != 0 or not lines:
@@ -150,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
             "held_vs_autograd",
             "step_time_s", "time_vs_autograd", "time_runs_s", "peak_rss_MB"]
     stem = f"storage_memory_{args.problem}_{args.points}" + (
-        "" if args.arch == "mlp" else f"_{args.arch}")
+        f"_{args.arch}" if args.arch else "")
     print(write_table(rows, args.out, stem, command,
                       f"Held bytes and step time, {args.problem}, {args.points} points, float32, "
-                      f"sketch rank {args.rank}, {args.arch} trunk (the 2 cores were shared "
+                      f"sketch rank {args.rank}, {arch} trunk (the 2 cores were shared "
                       "with other jobs)", cols))
     return 0
 
