@@ -3,8 +3,10 @@
 Each round runs, for each tree in turn, a fresh process with that tree first on the Python
 path that builds the default Burgers PINN (8 x 20 tanh, 8,000 Sobol points, ``autograd``
 storage, float32, seed 0) and times ``--steps`` Adam steps (forward, backward, update) on
-one thread. The table gives every run's time and the median over rounds of the per-round
-ratio to the first tree (pairs within a round share the machine's state of the moment).
+one thread. The table gives every run's wall and CPU time (``time.process_time``: on a
+shared machine it does not count the time the process waits for a core) and the median over
+rounds of the per-round ratios to the first tree (pairs within a round share the machine's
+state of the moment).
 
     git archive d28ebdb | tar -x -C /tmp/pinnsketch-old
     python benchmarks/paired_step_time.py --trees /tmp/pinnsketch-old . --rounds 4
@@ -40,10 +42,11 @@ def step():
     return terms["loss"]
 for _ in range(5):
     step()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 for _ in range(STEPS):
     loss = step()
-print("RESULT " + json.dumps({"seconds": time.perf_counter() - t0, "loss": loss,
+print("RESULT " + json.dumps({"seconds": time.perf_counter() - t0,
+                              "cpu_seconds": time.process_time() - c0, "loss": loss,
                               "module": pinnsketch.__file__}))
 """
 
@@ -73,28 +76,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = p.parse_args(argv)
     times: dict[int, list[float]] = {0: [], 1: []}
+    cpu: dict[int, list[float]] = {0: [], 1: []}
     losses = {}
     for r in range(args.rounds):
         order = (0, 1) if r % 2 == 0 else (1, 0)  # alternate who goes first
         for i in order:
             row = run_one(args.trees[i], args.steps)
             times[i].append(row["seconds"])
+            cpu[i].append(row["cpu_seconds"])
             losses[i] = row["loss"]
-            print(f"round {r} tree {args.trees[i]}: {row['seconds']:.2f} s", flush=True)
+            print(f"round {r} tree {args.trees[i]}: {row['seconds']:.2f} s "
+                  f"({row['cpu_seconds']:.2f} s CPU)", flush=True)
     ratios = [b / a for a, b in zip(times[0], times[1], strict=True)]
+    cpu_ratios = [b / a for a, b in zip(cpu[0], cpu[1], strict=True)]
     rows = [{"tree": str(args.trees[i]), "steps": args.steps,
              "seconds_per_run": " ".join(f"{t:.2f}" for t in times[i]),
              "median_s": statistics.median(times[i]),
              "ms_per_step": 1e3 * statistics.median(times[i]) / args.steps,
+             "cpu_seconds_per_run": " ".join(f"{t:.2f}" for t in cpu[i]),
+             "cpu_ms_per_step": 1e3 * statistics.median(cpu[i]) / args.steps,
              "loss_after": losses[i],
-             "ratio_to_base": 1.0 if i == 0 else statistics.median(ratios)} for i in (0, 1)]
+             "wall_ratio_to_base": 1.0 if i == 0 else statistics.median(ratios),
+             "cpu_ratio_to_base": 1.0 if i == 0 else statistics.median(cpu_ratios)}
+            for i in (0, 1)]
     command = "python benchmarks/paired_step_time.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     print(write_table(rows, args.out, "paired_step_time_default", command,
                       f"Default Burgers run (8 x 20, 8,000 points, autograd), {args.steps} Adam "
-                      f"steps, one thread, {args.rounds} alternating rounds; per-round ratios "
-                      f"{' '.join(f'{x:.3f}' for x in ratios)} (the 2 cores were shared with "
-                      "other jobs)", floatfmt=".4g"))
+                      f"steps, one thread, {args.rounds} alternating rounds; per-round wall "
+                      f"ratios {' '.join(f'{x:.3f}' for x in ratios)}, CPU-time ratios "
+                      f"{' '.join(f'{x:.3f}' for x in cpu_ratios)} (the 2 cores were shared "
+                      "with other jobs)", floatfmt=".4g"))
     return 0
 
 
