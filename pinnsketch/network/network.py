@@ -46,6 +46,7 @@ from pinnsketch.pde.derivatives import check_fields
 
 __all__ = ["NetworkBase", "Network", "FieldNetworks"]
 
+
 class NetworkBase(nn.Module):
     """What every storage policy needs of a network (see the module doc)."""
 
@@ -157,7 +158,7 @@ class Network(NetworkBase):
         at = seg.inputs.index(FEATURES)
         rule = seg.rule
 
-        def composed(plan: JetPlan, *args: Tensor) -> Jets:
+        def composed(plan: JetPlan | None, *args: Tensor) -> Jets:
             args = list(args)
             args[at] = self.features(args[at], plan)
             return rule(plan, *args)
@@ -177,7 +178,7 @@ class Network(NetworkBase):
         at = inputs.index(POINTS) if transforms else None
         n_head = len(head.inputs)
 
-        def rule(plan: JetPlan, *args: Tensor) -> Jets:
+        def rule(plan: JetPlan | None, *args: Tensor) -> Jets:
             y = out.jets(head.rule(plan, *args[:n_head]))
             return y if not transforms else apply_transforms(transforms, fields, args[at], y, plan)
 
