@@ -64,17 +64,19 @@ def measure_one(problem: str, net: str, policy: str, points: int, rank: int, ste
     batch = task.sample(0)
     opt = torch.optim.Adam(task.model.parameters(), lr=1e-4)
     rss_before = peak_rss_bytes()
-    times = []
+    times, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         terms = task.backward(batch)
         opt.step()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     return {"problem": problem, "net": net, "arch": arch, "policy": policy, "points": points,
             "held_bytes_per_point": task.held_bytes_per_point,
             "held_MB": task.held_bytes / 2**20,
             "step_time_s": statistics.median(times[1:] if len(times) > 1 else times),
+            "step_cpu_s": statistics.median(cpu[1:] if len(cpu) > 1 else cpu),
             "peak_rss_MB": peak_rss_bytes() / 2**20, "chunk_size": chunk or None,
             "setup_rss_MB": rss_before / 2**20, "loss": terms["loss"]}
 
@@ -83,7 +85,10 @@ def _combine_runs(net: str, policies: list[str], runs: dict[str, list[dict]]) ->
     """One row per policy from its round-robin runs: the first run's counts, the median step
     time over runs, and ``time_vs_autograd`` = the median over rounds of the ratio to
     autograd's step time in the same round (paired, so that a slow spell of the shared
-    machine moves both); ``time_runs_s`` lists every run's median step time."""
+    machine moves both); ``time_runs_s`` lists every run's median step time. The same for
+    the process CPU time of a step (``step_cpu_s``, ``cpu_vs_autograd``): on a machine
+    whose cores other jobs share, wall time counts the waits for a core, CPU time does not
+    (compare it at one thread, ``--threads 1``)."""
     rows = []
     base = runs.get("autograd", [])
     for policy in policies:
@@ -96,12 +101,14 @@ def _combine_runs(net: str, policies: list[str], runs: dict[str, list[dict]]) ->
         row["step_time_s"] = statistics.median(times)
         row["time_runs_s"] = " ".join(f"{t:.3g}" for t in times)
         row["peak_rss_MB"] = max(r["peak_rss_MB"] for r in good)
+        if "step_cpu_s" in good[0]:
+            row["step_cpu_s"] = statistics.median(r["step_cpu_s"] for r in good)
         if base and "held_MB" in base[0]:
             row["held_vs_autograd"] = row["held_MB"] / base[0]["held_MB"]
-            ratios = [r["step_time_s"] / b["step_time_s"]
-                      for r, b in zip(runs[policy], base, strict=True)
-                      if "step_time_s" in r and "step_time_s" in b]
-            row["time_vs_autograd"] = statistics.median(ratios) if ratios else None
+            for key, col in (("step_time_s", "time_vs_autograd"), ("step_cpu_s", "cpu_vs_autograd")):
+                ratios = [r[key] / b[key] for r, b in zip(runs[policy], base, strict=True)
+                          if key in r and key in b]
+                row[col] = statistics.median(ratios) if ratios else None
         rows.append(row)
     return rows
 
@@ -111,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--problem", default="burgers")
     p.add_argument("--points", type=int, default=100_000)
     p.add_argument("--nets", nargs="+", default=["4x50", "4x256"])
-    p.add_argument("--arch", default="mlp", help="trunk of every net: mlp or modified")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads of each measuring process (0: torch's default)")
+    p.add_argument("--arch", default=None,
+                   help="trunk of every net: mlp (default) or modified; when given, the table's "
+                        "name ends in _ARCH")
     p.add_argument("--policies", nargs="+", default=POLICIES)
     p.add_argument("--rank", type=int, default=32)
     p.add_argument("--steps", type=int, default=3)
@@ -121,9 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     p.add_argument("--one", nargs=2, metavar=("NET", "POLICY"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    arch = args.arch or "mlp"
     if args.one:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         row = measure_one(args.problem, args.one[0], args.one[1], args.points, args.rank,
-                          args.steps, args.arch)
+                          args.steps, arch)
         print("RESULT " + json.dumps(row))
         return 0
     from _common import write_table
@@ -135,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             for policy in args.policies:
                 cmd = [sys.executable, __file__, "--problem", args.problem, "--points",
                        str(args.points), "--rank", str(args.rank), "--steps", str(args.steps),
-                       "--arch", args.arch, "--one", net, policy]
+                       "--arch", arch, "--threads", str(args.threads), "--one", net, policy]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
                 if proc.returncode != 0 or not lines:
@@ -148,12 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/storage_memory.py " + " ".join(sys.argv[1:] if argv is None else argv)
     cols = ["net", "arch", "policy", "points", "chunk_size", "held_MB", "held_bytes_per_point",
             "held_vs_autograd",
-            "step_time_s", "time_vs_autograd", "time_runs_s", "peak_rss_MB"]
+            "step_time_s", "time_vs_autograd", "time_runs_s", "step_cpu_s", "cpu_vs_autograd",
+            "peak_rss_MB"]
     stem = f"storage_memory_{args.problem}_{args.points}" + (
-        "" if args.arch == "mlp" else f"_{args.arch}")
+        f"_{args.arch}" if args.arch else "")
     print(write_table(rows, args.out, stem, command,
                       f"Held bytes and step time, {args.problem}, {args.points} points, float32, "
-                      f"sketch rank {args.rank}, {args.arch} trunk (the 2 cores were shared "
+                      f"sketch rank {args.rank}, {arch} trunk (the 2 cores were shared "
                       "with other jobs)", cols))
     return 0
 

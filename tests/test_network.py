@@ -567,3 +567,64 @@ def test_gradcheck_gated_dense(factorized):
         return gated_dense(act, plan, dense, [z, pu, pv], [ex, ex, ex], [(z,), (pu,), (pv,)])
 
     assert torch.autograd.gradcheck(fn, (Z, Pu, Pv, *dense.parameters()))
+
+
+def test_model_config_round_trip_through_config_json_and_resume(tmp_path):
+    from pinnsketch import OptimConfig, RunConfig, SamplingConfig, resume, solve
+    from pinnsketch.config import to_dict
+    from pinnsketch.results import read_json
+
+    model = ModelConfig(width=6, depth=2, arch="modified", fourier_features=2,
+                        fourier_sigma=1.5, periodic=("x",), harmonics=2, rwf=(1.0, 0.1),
+                        init="glorot_uniform")
+    assert ModelConfig(**to_dict(model)) == model  # lists in JSON become tuples again
+    out = tmp_path / "run"
+    solve(BURGERS, model=model, sampling=SamplingConfig(collocation=32, boundary=8, initial=8),
+          optim=OptimConfig(steps=2, lbfgs_steps=0), run=RunConfig(quiet=True, out=str(out),
+                                                                   eval_every=2))
+    assert read_json(out / "config.json")["model"] == to_dict(model)
+    assert resume(out, steps=4).summary["steps"] == 4
+
+
+def test_cli_network_flags():
+    from pinnsketch.cli import _build_parser, _model_config
+
+    parser, _ = _build_parser()
+
+    def config(*argv):
+        return _model_config(parser.parse_args(["solve", "burgers", *argv]))
+
+    assert config("--arch", "modified", "--fourier-features", "64:2.5", "--fourier-trainable",
+                  "--periodic", "x,t", "--periodic", "y", "--harmonics", "3", "--rwf", "1:0.1",
+                  "--init", "he", "--network-per-field") == ModelConfig(
+        arch="modified", fourier_features=64, fourier_sigma=2.5, fourier_trainable=True,
+        periodic=("x", "t", "y"), harmonics=3, rwf=(1.0, 0.1), init="he", per_field=True)
+    assert config() == ModelConfig()
+    for argv, match in ((("--fourier-features", "64"), "expects two values A:B"),
+                        (("--fourier-features", "six:1"), "the count 'six' is not an integer"),
+                        (("--fourier-features", "8:0"), "fourier_sigma must be a finite number"),
+                        (("--fourier-trainable",), "needs --fourier-features"),
+                        (("--harmonics", "2"), "needs --periodic"),
+                        (("--rwf", "1"), "--rwf expects two values"),
+                        (("--arch", "resnet"), "unknown architecture 'resnet'")):
+        with pytest.raises(ValueError, match=match):
+            config(*argv)
+
+
+def test_ema_on_shared_encoders():
+    # beta = 0: the EMA sketch is the current batch's three-sketch with the test matrices of
+    # call 0, for the encoders (kept once, read by every gated layer) as for the layers.
+    problem, net, keys = _net("modified")
+    ema = make_engine(net, problem.domain, keys,
+                      StorageConfig("sketch", rank=3, method="ema", beta=0.0, seed=5))
+    for step in range(2):
+        pts = _points(problem.domain, 40, seed=20 + step)
+        eng = make_engine(net, problem.domain, keys,
+                          StorageConfig("sketch", rank=3, method="three_sketch", seed=5))
+        got = torch.autograd.grad(problem.residual(ema(pts)).square().mean(),
+                                  list(net.parameters()))
+        want = torch.autograd.grad(problem.residual(eng(pts)).square().mean(),
+                                   list(net.parameters()))
+        assert _rel(torch.cat([g.reshape(-1) for g in got]),
+                    torch.cat([g.reshape(-1) for g in want])) <= ROUNDOFF
+    assert sorted(ema._ema) == list(range(len(net.stored)))

@@ -80,7 +80,7 @@ def test_import_parser_sees_imports():
     assert _within("pinnsketch.api", "pinnsketch.api")
 
 
-@pytest.mark.parametrize("sub", ["pde", "sketch"])
+@pytest.mark.parametrize("sub", ["pde", "sketch", "network"])
 def test_low_layers_do_not_import_high_layers(sub):
     files = _files(PACKAGE / sub)
     assert files
@@ -94,7 +94,8 @@ def test_sketch_and_pde_are_independent():
         bad = {n for n in _imports(path) if _within(n, "pinnsketch.pde")}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
     for path in _files(PACKAGE / "pde"):
-        bad = {n for n in _imports(path) if _within(n, "pinnsketch.sketch")}
+        bad = {n for n in _imports(path) if _within(n, "pinnsketch.sketch")
+               or _within(n, "pinnsketch.network")}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 

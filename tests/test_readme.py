@@ -49,11 +49,22 @@ def test_every_solve_command_in_the_readme_parses():
     from pinnsketch.cli import _build_parser
 
     parser, _ = _build_parser()
-    lines = [line.split("#")[0].strip()
-             for block in re.findall(r"```text\n(.*?)```", README.read_text(), flags=re.S)
-             for line in block.splitlines()]
+    blocks = re.findall(r"```text\n(.*?)```", README.read_text(), flags=re.S)
+    lines = [line.split("#")[0].strip() for block in blocks
+             for line in block.replace("\\\n", " ").splitlines()]
     commands = [line for line in lines if line.startswith("pinnsketch solve")]
     assert len(commands) >= 10
     for line in commands:
         args = parser.parse_args(shlex.split(line)[1:])
         assert args.command == "solve", line
+
+
+def test_readme_network_from_parts():
+    block = _block("from pinnsketch import load_problem, solve\nfrom pinnsketch.network")
+    *build, last = block.strip().splitlines()
+    assert last.startswith("result = solve(problem, model=net)")
+    namespace: dict = {}
+    exec("\n".join(build), namespace)
+    net = namespace["net"]
+    assert [n for n, _ in net.stored][:2] == ["encoder_u", "encoder_v"]
+    assert net(torch.zeros(3, 2)).shape == (3, 1)

@@ -1,8 +1,8 @@
 """Input maps: what the trunk sees of the coordinates x.
 
 Each map is a small module with ``in_features``, ``out_features`` and one jet rule
-``jets(H, plan)`` (the value rule is the same code with J = 1); maps compose in order, the
-first one reading the coordinate jets (x, e_i, 0).
+``jets(H, plan)`` (the value rule is the same code with ``plan=None`` on (N, w) values);
+maps compose in order, the first one reading the coordinate jets (x, e_i, 0).
 
 - :class:`AffineInput`: the box prod [lo_i, hi_i] onto [-1, 1]^d (pinnsketch's default).
 - :class:`FourierFeatures`: gamma(h) = [cos(B h), sin(B h)], B (m x d_in) with N(0, sigma^2)
@@ -48,8 +48,8 @@ class AffineInput(nn.Module):
     ``in_shift``: A = diag(2 / (hi - lo)), c = -(hi + lo) / (hi - lo)).
 
     >>> m = AffineInput((0.0, -1.0), (1.0, 1.0))
-    >>> m.jets(torch.tensor([[[1.0, 0.0]]]), JetPlan.value(2)).tolist()
-    [[[1.0, 0.0]]]
+    >>> m.jets(torch.tensor([[1.0, 0.0]]), None).tolist()
+    [[1.0, 0.0]]
     """
 
     def __init__(self, lo: Sequence[float], hi: Sequence[float], dtype=torch.float32):
@@ -61,10 +61,10 @@ class AffineInput(nn.Module):
 
     periodic_coords: tuple[int, ...] = ()
 
-    def jets(self, X: Jets, plan: JetPlan) -> Jets:
+    def jets(self, X: Jets, plan: JetPlan | None) -> Jets:
         """Jets of A x + c: each component scaled, the shift on the value only."""
-        if X.shape[0] == 1:
-            return (X[0] * self.in_scale + self.in_shift).unsqueeze(0)
+        if plan is None or X.shape[0] == 1:
+            return X * self.in_scale + self.in_shift
         H = X * self.in_scale
         return torch.cat([(H[0] + self.in_shift).unsqueeze(0), H[1:]])
 
@@ -108,7 +108,7 @@ class FourierFeatures(nn.Module):
     def trainable(self) -> bool:
         return isinstance(self.frequencies, nn.Parameter)
 
-    def jets(self, H: Jets, plan: JetPlan) -> Jets:
+    def jets(self, H: Jets, plan: JetPlan | None) -> Jets:
         """Jets of sin([B; B] h + [pi/2; 0]) = [cos(B h), sin(B h)]."""
         B = self.frequencies
         return activation_jets(_SIN, linear_jets(H, torch.cat([B, B]), self.phase), plan)
@@ -164,7 +164,7 @@ class PeriodicEmbedding(nn.Module):
         self.register_buffer("matrix", torch.stack(rows).to(dtype))
         self.register_buffer("offset", torch.tensor(bias, dtype=torch.float64).to(dtype))
 
-    def jets(self, X: Jets, plan: JetPlan) -> Jets:
+    def jets(self, X: Jets, plan: JetPlan | None) -> Jets:
         """Jets of [A_plain x + c_plain, sin(A_trig x + phase)]."""
         Z = linear_jets(X, self.matrix, self.offset)
         p = self.num_plain

@@ -20,8 +20,9 @@ is written with (DESIGN.md section 8):
 - a pointwise function of the points given as code (a hard constraint's g and phi), by
   nested autograd (:func:`function_jets`).
 
-With the value-only plan (:meth:`JetPlan.value`, J = 1) every rule reduces to the plain value
-computation, which is how a network's ``forward`` is the same code as its jets. Everything
+With ``plan=None`` every rule computes plain values on (N, w) tensors instead of jets (the
+value-only path: exactly the plain forward pass, the ops nested autograd then differentiates),
+which is how a network's ``forward`` is the same code as its jets. Everything
 here is plain differentiable torch (the ``out=`` path of :func:`activation_jets` excepted:
 it serves the custom Functions of :mod:`pinnsketch.storage`, which run without autograd).
 """
@@ -149,13 +150,16 @@ class JetPlan:
                        f"(carries {self.keys()})")
 
 
-def coordinate_jets(points: Points, plan: JetPlan) -> Jets:
+def coordinate_jets(points: Points, plan: JetPlan | None) -> Jets:
     """Jets (J, N, d) of the coordinates themselves: value x, d/dx_i the unit vector e_i,
-    second derivatives 0. Differentiable with respect to ``points``.
+    second derivatives 0 (``plan=None``: the points themselves). Differentiable with respect
+    to ``points``.
 
     >>> coordinate_jets(torch.ones(3, 2), JetPlan.from_keys([(1,)], 2))[1, 0].tolist()
     [0.0, 1.0]
     """
+    if plan is None:
+        return points
     if points.dim() != 2 or points.shape[1] != plan.dim:
         raise ValueError(f"points must be (N, {plan.dim}), got {tuple(points.shape)}")
     if plan.num_components == 1:
@@ -181,10 +185,11 @@ def linear_jets(H: Jets, W: Tensor, b: Tensor | None = None) -> Jets:
     """Jets of W h + b: every component times W^T, the bias added to the value only.
 
     Args:
-        H: (J, N, w_in) jets; W: (w_out, w_in); b: (w_out,) or None.
+        H: (J, N, w_in) jets, or (N, w_in) values (the ``plan=None`` path); W: (w_out,
+            w_in); b: (w_out,) or None.
     """
-    if H.shape[0] == 1:
-        return torch.nn.functional.linear(H[0], W, b).unsqueeze(0)
+    if H.dim() == 2:  # values: the plain affine map (one addmm)
+        return torch.nn.functional.linear(H, W, b)
     Z = torch.matmul(H, W.T)
     return Z if b is None else Z + _value_pad(b, H.shape[0])
 
@@ -195,7 +200,7 @@ def activation_order(plan: JetPlan, backward: bool = False) -> int:
     return order + 1 if backward else order
 
 
-def activation_jets(act: Activation, Z: Jets, plan: JetPlan,
+def activation_jets(act: Activation, Z: Jets, plan: JetPlan | None,
                     ds: tuple[Tensor, ...] | None = None, out: Jets | None = None) -> Jets:
     """Jets of s(z) from jets of z (chain rule), with pure differentiable torch ops.
 
@@ -203,7 +208,7 @@ def activation_jets(act: Activation, Z: Jets, plan: JetPlan,
 
     Args:
         act: the elementwise function s with its derivatives.
-        Z: (J, N, w) jets of z laid out by ``plan``.
+        Z: (J, N, w) jets of z laid out by ``plan`` (``plan=None``: values, s(z) itself).
         ds: (s, s1, s2, ...) at Z[0] if already computed (see :func:`activation_order`).
         out: a (J, N, w) buffer to write into (no autograd: for the custom Functions, which
             run with autograd off); without it the result is built by differentiable ops.
@@ -215,13 +220,15 @@ def activation_jets(act: Activation, Z: Jets, plan: JetPlan,
         if ds is None:
             ds = act.derivatives(Z[0], activation_order(plan))
         return _activation_jets_into(out, Z, plan, ds)
+    if plan is None:  # values: s(z), by the activation's own function
+        return act.f(Z)
+    if Z.shape[0] == 1:
+        return act.derivatives(Z, 0)[0] if ds is None else ds[0].unsqueeze(0)
     # On unbound components: the backward of unbind is one stack, whereas every select or
     # slice of Z would allocate and zero a whole (J, N, w) gradient.
     z = Z.unbind(0)
     if ds is None:
         ds = act.derivatives(z[0], activation_order(plan))
-    if Z.shape[0] == 1:
-        return ds[0].unsqueeze(0)
     nf = len(plan.firsts)
     s1 = ds[1]
     comps = [ds[0]] + [s1 * z[1 + a] for a in range(nf)]
@@ -245,13 +252,13 @@ def _activation_jets_into(out: Jets, Z: Jets, plan: JetPlan, ds: tuple[Tensor, .
     return out
 
 
-def product_jets(A: Jets, B: Jets, plan: JetPlan) -> Jets:
-    """Jets of the elementwise product a * b (Leibniz rule to order 2).
+def product_jets(A: Jets, B: Jets, plan: JetPlan | None) -> Jets:
+    """Jets of the elementwise product a * b (Leibniz rule to order 2; ``plan=None``: a * b).
 
     c0 = a0 b0, c_i = a_i b0 + a0 b_i, c_ij = a_ij b0 + a_i b_j + a_j b_i + a0 b_ij.
     ``A`` and ``B`` broadcast against each other in their last two dimensions.
     """
-    if A.shape[0] == 1:
+    if plan is None or A.shape[0] == 1:
         return A * B
     a, b = A.unbind(0), B.unbind(0)  # see activation_jets: unbind, not select
     nf = len(plan.firsts)
@@ -262,17 +269,20 @@ def product_jets(A: Jets, B: Jets, plan: JetPlan) -> Jets:
     return torch.stack(comps)
 
 
-def function_jets(fn: Callable[[Points], Tensor], points: Points, plan: JetPlan,
+def function_jets(fn: Callable[[Points], Tensor], points: Points, plan: JetPlan | None,
                   what: str = "function") -> Jets:
-    """Jets (J, N) of a pointwise scalar function of the points, by nested autograd.
+    """Jets (J, N) of a pointwise scalar function of the points, by nested autograd
+    (``plan=None``: its (N,) values, differentiable as ``fn`` is).
 
     ``fn`` maps (N, d) points to (N,) values, each row depending on its own point only (the
-    derivative of the sum is then the per-point derivative). The result is differentiable
+    derivative of the sum is then the per-point derivative). The jets are differentiable
     with respect to ``points`` only when ``points`` requires grad.
 
     Raises:
         ValueError: ``fn`` does not return an (N,) tensor (``what`` names it in the message).
     """
+    if plan is None:
+        return _checked(fn(points), points, what)
     keep = points.requires_grad and torch.is_grad_enabled()
     # A detached evaluation builds a private graph, dropped on return: an identity pair of
     # saved-tensor hooks keeps outer hooks (held-bytes counting, torch.utils.checkpoint)
@@ -281,13 +291,7 @@ def function_jets(fn: Callable[[Points], Tensor], points: Points, plan: JetPlan,
         torch.autograd.graph.saved_tensors_hooks(_same, _same)
     with torch.enable_grad(), hooks:
         x = points if keep else points.detach().requires_grad_(True)
-        v = fn(x)
-        n = points.shape[0]
-        if not isinstance(v, Tensor) or tuple(v.shape) != (n,):
-            shape = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
-            raise ValueError(f"{what} must return one value per point, shape ({n},) for "
-                             f"{n} points of shape {tuple(points.shape)}, got {shape}")
-        v = v.to(points.dtype)
+        v = _checked(fn(x), points, what)
         comps = [v]
         if plan.firsts:
             grad = _grad(v, x, create=bool(plan.seconds) or keep)
@@ -297,6 +301,15 @@ def function_jets(fn: Callable[[Points], Tensor], points: Points, plan: JetPlan,
             comps.extend(rows[i][:, j] for i, j in plan.seconds)
         out = torch.stack(comps)
     return out if keep else out.detach()
+
+
+def _checked(v: object, points: Points, what: str) -> Tensor:
+    n = points.shape[0]
+    if not isinstance(v, Tensor) or tuple(v.shape) != (n,):
+        shape = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+        raise ValueError(f"{what} must return one value per point, shape ({n},) for "
+                         f"{n} points of shape {tuple(points.shape)}, got {shape}")
+    return v.to(points.dtype)
 
 
 def _same(t: Tensor) -> Tensor:

@@ -5,7 +5,8 @@ field. Both compile to one :class:`~pinnsketch.network.program.Program` (their j
 at the stored nonlinearities), which is everything any storage policy runs:
 
 - ``net.jets(points, plan)``: output jets (J, N, F), plain differentiable torch;
-- ``net(points)``: values (N, F), the same code with the value-only plan;
+- ``net(points)``: values (N, F), the same code with ``plan=None`` (plain values: exactly the
+  ops of a plain forward pass);
 - ``net.stored``: (name, width) of every stored activation (held-bytes formulas, ranks).
 
 >>> import torch
@@ -45,6 +46,7 @@ from pinnsketch.pde.derivatives import check_fields
 
 __all__ = ["NetworkBase", "Network", "FieldNetworks"]
 
+
 class NetworkBase(nn.Module):
     """What every storage policy needs of a network (see the module doc)."""
 
@@ -75,16 +77,16 @@ class NetworkBase(nn.Module):
     def set_output_transforms(self, transforms: Sequence[OutputTransform]) -> None:
         raise NotImplementedError
 
-    def jets(self, points: Points, plan: JetPlan) -> Jets:
-        """Output jets (J, N, F) (plain differentiable torch)."""
+    def jets(self, points: Points, plan: JetPlan | None) -> Jets:
+        """Output jets (J, N, F) (plain differentiable torch); ``plan=None``: values (N, F)."""
         if points.dim() != 2 or points.shape[1] != self.in_features:
             raise ValueError(f"points must be (N, {self.in_features}), got "
                              f"{tuple(points.shape)}")
         return self.program().run(points, plan)
 
     def forward(self, points: Points) -> Tensor:
-        """Values (N, F): the jet rule with the value-only plan."""
-        return self.jets(points, JetPlan.value(self.in_features))[0]
+        """Values (N, F): the jet rule with ``plan=None``."""
+        return self.jets(points, None)
 
 
 class Network(NetworkBase):
@@ -134,7 +136,7 @@ class Network(NetworkBase):
 
     # --- the description ---
 
-    def features(self, points: Points, plan: JetPlan) -> Jets:
+    def features(self, points: Points, plan: JetPlan | None) -> Jets:
         """Jets of the input maps' output at the points."""
         H = coordinate_jets(points, plan)
         for m in self.inputs:
@@ -156,7 +158,7 @@ class Network(NetworkBase):
         at = seg.inputs.index(FEATURES)
         rule = seg.rule
 
-        def composed(plan: JetPlan, *args: Tensor) -> Jets:
+        def composed(plan: JetPlan | None, *args: Tensor) -> Jets:
             args = list(args)
             args[at] = self.features(args[at], plan)
             return rule(plan, *args)
@@ -176,7 +178,7 @@ class Network(NetworkBase):
         at = inputs.index(POINTS) if transforms else None
         n_head = len(head.inputs)
 
-        def rule(plan: JetPlan, *args: Tensor) -> Jets:
+        def rule(plan: JetPlan | None, *args: Tensor) -> Jets:
             y = out.jets(head.rule(plan, *args[:n_head]))
             return y if not transforms else apply_transforms(transforms, fields, args[at], y, plan)
 

@@ -99,8 +99,9 @@ class Segment:
         output: the name of what it computes (a stored activation, or an output).
         inputs: the names it reads (:data:`POINTS` or stored activations), in the order
             ``rule`` takes them.
-        rule: ``rule(plan, *inputs) -> jets`` in plain differentiable torch; row i of the
-            output depends on row i of every input only (points are independent).
+        rule: ``rule(plan, *inputs) -> jets`` in plain differentiable torch (``plan=None``:
+            values on (N, w) tensors); row i of the output depends on row i of every input
+            only (points are independent).
         modules: the modules whose parameters ``rule`` reads.
         fast: a tag naming an equivalent fused Function, or None.
     """
@@ -171,8 +172,9 @@ class Program:
                 last[name] = i
         return last
 
-    def run(self, points: Points, plan: JetPlan) -> Jets:
-        """Output jets (J, N, F) by calling every rule in order (plain differentiable torch)."""
+    def run(self, points: Points, plan: JetPlan | None) -> Jets:
+        """Output jets (J, N, F) by calling every rule in order (plain differentiable torch);
+        ``plan=None``: values (N, F)."""
         values: dict[str, Jets] = {POINTS: points}
         last = self.last_use()
         for i, seg in enumerate(self.segments):

@@ -22,8 +22,8 @@ from pinnsketch.pde.constraints import OutputTransform
 __all__ = ["OutputTransform", "transform_jets", "apply_transforms", "check_transforms"]
 
 
-def transform_jets(t: OutputTransform, points: Points, N: Jets, plan: JetPlan) -> Jets:
-    """Jets (J, n) of g + phi N from the jets (J, n) of N."""
+def transform_jets(t: OutputTransform, points: Points, N: Jets, plan: JetPlan | None) -> Jets:
+    """Jets (J, n) of g + phi N from the jets (J, n) of N (``plan=None``: values (n,))."""
     G = function_jets(t.g, points, plan, f"output transform g of field {t.field!r}")
     P = function_jets(t.phi, points, plan, f"output transform phi of field {t.field!r}")
     return G + product_jets(P, N, plan)
@@ -44,7 +44,7 @@ def check_transforms(transforms: Sequence[OutputTransform], fields: Sequence[str
 
 
 def apply_transforms(transforms: Sequence[OutputTransform], fields: Sequence[str],
-                     points: Points, out: Jets, plan: JetPlan) -> Jets:
+                     points: Points, out: Jets, plan: JetPlan | None) -> Jets:
     """Output jets (J, n, F) with each transformed field's column replaced by g + phi N."""
     by_field = {t.field: t for t in transforms}
     cols = [transform_jets(by_field[f], points, out[..., i], plan) if f in by_field

@@ -84,15 +84,15 @@ class MLPTrunk(nn.Module):
     def segments(self) -> tuple[Segment, ...]:
         act, layers = self.activation, self.layers
 
-        def first(plan: JetPlan, F: Jets) -> Jets:
+        def first(plan: JetPlan | None, F: Jets) -> Jets:
             return layers[0].jets(F)
 
         def hidden(dense):
-            def rule(plan: JetPlan, Z: Jets) -> Jets:
+            def rule(plan: JetPlan | None, Z: Jets) -> Jets:
                 return dense.jets(activation_jets(act, Z, plan))
             return rule
 
-        def head(plan: JetPlan, Z: Jets) -> Jets:
+        def head(plan: JetPlan | None, Z: Jets) -> Jets:
             return activation_jets(act, Z, plan)
 
         segs = [Segment("hidden1", (FEATURES,), first, (layers[0],), LinearOf(layers[0]))]
@@ -133,7 +133,7 @@ class ModifiedMLPTrunk(nn.Module):
         return (("encoder_u", self.width), ("encoder_v", self.width)) + tuple(
             (f"hidden{l + 1}", self.width) for l in range(self.depth))
 
-    def gate(self, plan: JetPlan, Z: Jets, Pu: Jets, Pv: Jets) -> Jets:
+    def gate(self, plan: JetPlan | None, Z: Jets, Pu: Jets, Pv: Jets) -> Jets:
         """Jets of (1 - s(z)) U + s(z) V = U + s(z) (V - U), U = s(p_u), V = s(p_v)."""
         act = self.activation
         U = activation_jets(act, Pu, plan)
@@ -144,16 +144,16 @@ class ModifiedMLPTrunk(nn.Module):
         layers, enc = self.layers, ("encoder_u", "encoder_v")
 
         def linear(dense):
-            def rule(plan: JetPlan, F: Jets) -> Jets:
+            def rule(plan: JetPlan | None, F: Jets) -> Jets:
                 return dense.jets(F)
             return rule
 
         def gated(dense):
-            def rule(plan: JetPlan, Z: Jets, Pu: Jets, Pv: Jets) -> Jets:
+            def rule(plan: JetPlan | None, Z: Jets, Pu: Jets, Pv: Jets) -> Jets:
                 return dense.jets(self.gate(plan, Z, Pu, Pv))
             return rule
 
-        def head(plan: JetPlan, Z: Jets, Pu: Jets, Pv: Jets) -> Jets:
+        def head(plan: JetPlan | None, Z: Jets, Pu: Jets, Pv: Jets) -> Jets:
             return self.gate(plan, Z, Pu, Pv)
 
         segs = [Segment("encoder_u", (FEATURES,), linear(self.encoder_u), (self.encoder_u,),

@@ -1,4 +1,6 @@
-"""Custom autograd Functions of the jet policies, the only code here that touches ctx.
+"""The hand-fused custom autograd Functions of the jet policies (with
+:mod:`~pinnsketch.storage.segment` and :mod:`~pinnsketch.storage.gated`, the only code that
+touches ctx), and the options objects that say how each policy keeps a stored activation.
 
 Each Function fuses "activation jets, then a linear layer" so that a hidden layer keeps only
 its pre-activation jets Z (J, N, w) (``exact``), a per-component low-rank sketch of them
