@@ -49,6 +49,9 @@ def _build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     from pinnsketch import __version__
     from pinnsketch.cli_classify import add_classify_parser, parse_sketch_rank
     from pinnsketch.config import DEFAULT_PHASES, PHASE_OPTIMIZERS
+    from pinnsketch.config import ModelConfig as M
+    from pinnsketch.config import OptimConfig as O
+    from pinnsketch.config import SamplingConfig as S
     from pinnsketch.storage import SKETCH_METHODS, STORAGE_POLICIES
 
     parser = argparse.ArgumentParser(
@@ -59,15 +62,14 @@ def _build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     sub.add_parser("list", help="list the built-in problems and their PDEs")
     add_classify_parser(sub)
 
-    s = sub.add_parser("solve", help="train a PINN on a problem and write the results",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s = sub.add_parser("solve", help="train a PINN on a problem and write the results")
     s.add_argument("problem", nargs="?", help="a built-in name (see 'pinnsketch list') or a "
                    "path to a problem .py file; omit with --resume")
     s.add_argument("--param", action="append", default=[], metavar="K=V",
                    help="override a problem parameter, e.g. --param nu=0.005 (repeatable)")
     g = s.add_argument_group("network")
-    g.add_argument("--width", type=int, default=None, help="hidden width (default 20)")
-    g.add_argument("--depth", type=int, default=None, help="hidden layers (default 8)")
+    g.add_argument("--width", type=int, default=None, help=f"hidden width (default {M.width})")
+    g.add_argument("--depth", type=int, default=None, help=f"hidden layers (default {M.depth})")
     g.add_argument("--activation", default=None, help="tanh, sin or silu (default tanh)")
     g.add_argument("--arch", default=None, metavar="mlp|modified",
                    help="trunk: the plain MLP or the modified MLP (Wang, Teng & Perdikaris "
@@ -92,17 +94,17 @@ def _build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                    help="with several fields, one network per field (default one network "
                         "with an output per field)")
     g = s.add_argument_group("points")
-    g.add_argument("--collocation", type=int, default=None, help="interior points (default 8000)")
+    g.add_argument("--collocation", type=int, default=None, help=f"interior points (default {S.collocation})")
     g.add_argument("--boundary-points", type=int, default=None, help="boundary points (200)")
     g.add_argument("--initial-points", type=int, default=None, help="initial-slice points (256)")
     g.add_argument("--sampler", default=None, help="uniform, sobol, lhs or halton (sobol)")
     g.add_argument("--resample-every", type=int, default=None,
-                   help="fresh points every K Adam steps, 0 = never (1000)")
+                   help=f"fresh points every K Adam steps, 0 = never ({S.resample_every})")
     g.add_argument("--rad-every", type=int, default=None,
                    help="second-order phases: new interior points every K iterations by "
-                        "residual-based adaptive sampling (RAD), 0 = never (0)")
+                        f"residual-based adaptive sampling (RAD), 0 = never ({S.rad_every})")
     g.add_argument("--rad-pool", type=int, default=None,
-                   help="RAD candidate pool (0 = 10 x --collocation)")
+                   help=f"RAD candidate pool, 0 = 10 x --collocation ({S.rad_pool})")
     g.add_argument("--rad-k", type=float, default=None,
                    help="RAD exponent k: p ~ |r|^k / mean |r|^k + c (1)")
     g.add_argument("--rad-c", type=float, default=None, help="RAD uniform share c (1)")
@@ -113,11 +115,11 @@ def _build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                         + ",".join(f"{p.optimizer}:{p.steps}" for p in DEFAULT_PHASES) + ")")
     g.add_argument("--steps", type=int, default=None,
                    help="shorthand: the Adam steps of the default schedule (0: no Adam)")
-    g.add_argument("--lr", type=float, default=None, help="Adam learning rate (1e-3)")
+    g.add_argument("--lr", type=float, default=None, help=f"Adam learning rate ({O.lr:g})")
     g.add_argument("--adam-betas", default=None, metavar="B1,B2",
-                   help="Adam's moment decay rates (0.9,0.999)")
+                   help=f"Adam's moment decay rates ({O.adam_betas[0]:g},{O.adam_betas[1]:g})")
     g.add_argument("--lr-decay", type=float, default=None,
-                   help="final lr / initial lr, exponential schedule (0.1)")
+                   help=f"final lr / initial lr, exponential schedule ({O.lr_decay:g})")
     g.add_argument("--lbfgs-steps", type=int, default=None,
                    help="shorthand: an L-BFGS phase of this many iterations instead of the "
                         "default second-order phase (0: none); with --resume, the new total of "

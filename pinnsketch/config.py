@@ -50,7 +50,7 @@ class ModelConfig:
     """
 
     width: int = 20
-    depth: int = 8
+    depth: int = 3
     activation: str = "tanh"
     arch: str = "mlp"
     fourier_features: int = 0
@@ -108,13 +108,13 @@ class SamplingConfig:
     curvature information across the change (:meth:`rebase` of :mod:`pinnsketch.optim`).
     """
 
-    collocation: int = 8000
+    collocation: int = 10000
     boundary: int = 200
     initial: int = 256
     method: str = "sobol"
-    resample_every: int = 1000
-    rad_every: int = 0
-    rad_pool: int = 0
+    resample_every: int = 500
+    rad_every: int = 500
+    rad_pool: int = 50000
     rad_k: float = 1.0
     rad_c: float = 1.0
 
@@ -168,7 +168,7 @@ class PhaseConfig:
         return self.optimizer != "adam"
 
 
-DEFAULT_PHASES = (PhaseConfig("adam", 5000), PhaseConfig("lbfgs", 3000))
+DEFAULT_PHASES = (PhaseConfig("adam", 2000), PhaseConfig("ssbroyden", 6000))
 """The default schedule (``pinnsketch solve PROBLEM`` without optimizer options)."""
 
 
@@ -284,9 +284,9 @@ class OptimConfig:
     steps: int | None = None
     lbfgs_steps: int | None = None
     phases: tuple[PhaseConfig, ...] | None = None
-    lr: float = 1e-3
-    lr_decay: float = 0.1
-    adam_betas: tuple[float, float] = (0.9, 0.999)
+    lr: float = 5e-3
+    lr_decay: float = 0.5
+    adam_betas: tuple[float, float] = (0.99, 0.999)
     second_order_dtype: str = "float64"
     lbfgs_history: int = 50
     dense_limit_bytes: int = DEFAULT_DENSE_LIMIT_BYTES

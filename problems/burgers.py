@@ -61,16 +61,16 @@ class Burgers(Problem):
     Phys. 2019). The error is measured on the published 256 x 100 grid:
     x = linspace(-1, 1, 256), t = 0, 0.01, ..., 0.99.
 
-    ``hard=True`` (``--param hard=true``) builds the initial and boundary conditions into the
-    network, u = -sin(pi x) + t (1 - x^2) N(x, t) (the hard-constraint form of Urban et al.
-    2024 and DeepXDE's Allen-Cahn example): both conditions hold for every N and leave the
-    loss, which keeps only the PDE residual.
+    ``hard=True`` (the default; ``--param hard=false`` for the soft form) builds the initial
+    and boundary conditions into the network, u = -sin(pi x) + t (1 - x^2) N(x, t) (the
+    hard-constraint form of Urban et al. 2024 and DeepXDE's Allen-Cahn example): both
+    conditions hold for every N and leave the loss, which keeps only the PDE residual.
     """
 
     name: ClassVar[str] = "burgers"
     equation: ClassVar[str] = "u_t + u u_x = nu u_xx, x in [-1,1], t in [0,1], u(x,0) = -sin(pi x)"
     nu: float = 0.01 / math.pi
-    hard: bool = False
+    hard: bool = True
 
     def validate(self) -> None:
         if not self.nu > 0:
