@@ -32,7 +32,8 @@ def run(problems: list[str], seeds: list[int], out: Path, extra: list[str]) -> l
                 rows.append({"problem": problem, "seed": seed, "status": f"exit {code}"})
                 continue
             s = read_json(run_dir / "summary.json")
-            rows.append({"problem": problem, "seed": seed, "status": s["status"],
+            reached = _time_to(run_dir / "history.csv", (1e-3, 1e-4, 1e-5, 1e-6))
+            rows.append({"problem": problem, "seed": seed, "status": s["status"], **reached,
                          "l2_relative_error": s["l2_relative_error"],
                          "wall_time_s": round(s["wall_time_s"], 1),
                          "adam_steps": s["steps"], "lbfgs_iterations": s["lbfgs_steps"],
@@ -41,10 +42,22 @@ def run(problems: list[str], seeds: list[int], out: Path, extra: list[str]) -> l
     return rows
 
 
-def write_tables(rows: list[dict], out: Path, command: str) -> None:
-    cols = ["problem", "seed", "status", "l2_relative_error", "wall_time_s", "adam_steps",
-            "lbfgs_iterations", "peak_rss_MB"]
-    with open(out / "defaults.csv", "w", newline="") as f:
+def _time_to(history: Path, levels: tuple[float, ...]) -> dict[str, float | str]:
+    """Wall seconds until the evaluated L2 error first reached each level ('-': never)."""
+    with open(history) as f:
+        rows = [r for r in csv.DictReader(f) if r.get("l2_relative_error")]
+    out: dict[str, float | str] = {}
+    for level in levels:
+        hit = next((float(r["wall_time_s"]) for r in rows
+                    if float(r["l2_relative_error"]) <= level), None)
+        out[f"t_{level:.0e}"] = round(hit, 1) if hit is not None else "-"
+    return out
+
+
+def write_tables(rows: list[dict], out: Path, command: str, name: str = "defaults") -> None:
+    cols = ["problem", "seed", "status", "l2_relative_error", "wall_time_s", "t_1e-03",
+            "t_1e-04", "t_1e-05", "t_1e-06", "adam_steps", "lbfgs_iterations", "peak_rss_MB"]
+    with open(out / f"{name}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
@@ -56,7 +69,7 @@ def write_tables(rows: list[dict], out: Path, command: str) -> None:
             v = r.get(c, "")
             cells.append(f"{v:.2e}" if c == "l2_relative_error" and v != "" else str(v))
         lines.append("| " + " | ".join(cells) + " |")
-    (out / "defaults.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -64,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--problems", nargs="+", default=["burgers", "heat", "poisson"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--table", default="defaults", help="name of the table files (NAME.csv, .md)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/defaults"))
     p.add_argument("extra", nargs=argparse.REMAINDER,
                    help="further 'pinnsketch solve' options after --, applied to every run")
@@ -72,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/defaults.py " + " ".join(sys.argv[1:] if argv is None else argv)
     rows = run(args.problems, args.seeds, args.out, extra)
-    write_tables(rows, args.out, command)
+    write_tables(rows, args.out, command, args.table)
     return 0
 
 
