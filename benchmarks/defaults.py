@@ -36,7 +36,7 @@ def run(problems: list[str], seeds: list[int], out: Path, extra: list[str]) -> l
             rows.append({"problem": problem, "seed": seed, "status": s["status"], **reached,
                          "l2_relative_error": s["l2_relative_error"],
                          "wall_time_s": round(s["wall_time_s"], 1),
-                         "adam_steps": s["steps"], "lbfgs_iterations": s["lbfgs_steps"],
+                         "phases": " + ".join(f"{p['optimizer']}:{p['done']}" for p in s["phases"]),
                          "peak_rss_MB": round(s["peak_rss_bytes"] / 2**20)})
             print(rows[-1], flush=True)
     return rows
@@ -56,7 +56,7 @@ def _time_to(history: Path, levels: tuple[float, ...]) -> dict[str, float | str]
 
 def write_tables(rows: list[dict], out: Path, command: str, name: str = "defaults") -> None:
     cols = ["problem", "seed", "status", "l2_relative_error", "wall_time_s", "t_1e-03",
-            "t_1e-04", "t_1e-05", "t_1e-06", "adam_steps", "lbfgs_iterations", "peak_rss_MB"]
+            "t_1e-04", "t_1e-05", "t_1e-06", "phases", "peak_rss_MB"]
     with open(out / f"{name}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()

@@ -339,8 +339,8 @@ def _print_outcome(s: dict, out: str, cluster) -> None:
         loss = s["final_loss"]
         what = ("no reference solution; final loss "
                 + (f"{loss:.3e} ({terms})" if loss is not None else "not computed"))
-    print(f"{s['problem']}: {what} after {s['steps']} Adam + {s['lbfgs_steps']} L-BFGS "
-          f"iterations in {s['wall_time_s']:.1f} s; "
+    phases = " + ".join(f"{p['done']} {p['optimizer']}" for p in s["phases"])
+    print(f"{s['problem']}: {what} after {phases} steps in {s['wall_time_s']:.1f} s; "
           + (f"held {s['held_bytes_per_point']:.0f} B/point ({s['storage']})"
              if s["held_bytes_per_point"] is not None else f"storage {s['storage']}")
           + (f" on each of {cluster.world_size} processes" if cluster.active else "")
