@@ -14,8 +14,9 @@ iterations (evaluation time is not counted in the wall time) and writes, under
 ``benchmarks/results/optimizers/``, ``NAME.csv`` (the curve), ``NAME.json`` (the summary:
 time to L2 <= 1e-3, 1e-4, 1e-5, 1e-6 and the final L2) and ``NAME.md``.
 
-``--hard`` builds the initial and boundary conditions into the network in this harness
-only (u = A + B N with B vanishing where the conditions hold; the loss is then the PDE
+``--hard`` builds the initial and boundary conditions into the network in this harness's
+own pointwise form (the problem is loaded with ``hard=false``; u = A + B N with B
+vanishing where the conditions hold; the loss is then the PDE
 residual alone). ``--loss sqrt|log`` minimises sqrt(L) or log(L) in the second-order phase
 (Urban et al. 2025's loss tweak). ``python benchmarks/optimizers.py --summarize`` collects
 every ``NAME.json`` into ``summary.md``.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import sys
@@ -36,10 +38,11 @@ import torch
 from torch.func import functional_call, jacrev, vmap
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from pinnsketch import ModelConfig, OptimConfig, SamplingConfig, StorageConfig, load_problem
+from pinnsketch import ModelConfig, OptimConfig, SamplingConfig, StorageConfig
 from pinnsketch.optim import fit_dense, lbfgs, make_optimizer
 from pinnsketch.pde.adaptive_sampling import rad_sample
 from pinnsketch.pde.derivatives import Derivatives
+from pinnsketch.pde.registry import make_problem, resolve_problem
 from pinnsketch.pde.sampling import derive_seed, sample_interior
 from pinnsketch.storage.jets import JetPlan, activation_jets, input_jets, jet_forward_reference
 from pinnsketch.tasks.pinn import PINNBatch, PINNTask
@@ -67,6 +70,14 @@ def hard_transform(problem) -> tuple[Callable, Callable]:
     raise ValueError(f"no hard constraint written for {name!r}; use soft constraints")
 
 
+def soft_problem(name: str):
+    """The built-in problem with its conditions in the loss (``hard=false`` where it has the
+    parameter): the harness applies its own transform (:func:`hard_transform`) or none."""
+    cls = resolve_problem(name)
+    has_hard = any(f.name == "hard" for f in dataclasses.fields(cls))
+    return make_problem(cls, {"hard": False} if has_hard else {})
+
+
 def pointwise_jets(fn: Callable, points: torch.Tensor, keys) -> dict:
     """Derivatives of a pointwise function fn (N, d) -> (N,) for every key (orders <= 2)."""
     z = points.detach().requires_grad_(True)
@@ -85,10 +96,16 @@ def pointwise_jets(fn: Callable, points: torch.Tensor, keys) -> dict:
     return out
 
 
+def _coords(key) -> tuple[int, ...]:
+    """The coordinate part of a derivative key (this harness has the one field u)."""
+    return key[1] if key and isinstance(key[0], str) else key
+
+
 def product_derivatives(domain, points, A: dict, B: dict, n_of: Callable) -> Derivatives:
     """Derivatives of u = A + B N by the Leibniz rule, N's from ``n_of(key)``."""
 
     def compute(key):
+        key = _coords(key)
         if len(key) == 0:
             return A[()] + B[()] * n_of(())
         if len(key) == 1:
@@ -142,7 +159,9 @@ class Objective:
     def _derivs(self, name: str, points, engine_d: Derivatives | None, jets=None,
                 fixed=None) -> Derivatives:
         def n_of(key):
-            return engine_d.key(key) if engine_d is not None else jets[self.plan.index(key)]
+            if engine_d is not None:
+                return engine_d.key(key)
+            return jets[self.plan.index(_coords(key))]
 
         if not self.hard:
             return engine_d if engine_d is not None else Derivatives(self.domain, points, n_of)
@@ -207,7 +226,7 @@ class Objective:
         rs, Js = [], []
         for name in self.names:
             pts, nrm = self.batch.sets[name]
-            scale = math.sqrt(self.task.optim.weight(name) / self.batch.count(name))
+            scale = math.sqrt(self.task.term_weights[name] / self.batch.count(name))
             for sl in _slices(pts.shape[0], 4096):
                 p, n = pts[sl].double(), nrm[sl].double()
                 H = input_jets(mlp, p, self.plan)
@@ -241,7 +260,7 @@ class Objective:
         rs, Js = [], []
         for name in self.names:
             pts, nrm = self.batch.sets[name]
-            scale = math.sqrt(self.task.optim.weight(name) / self.batch.count(name))
+            scale = math.sqrt(self.task.term_weights[name] / self.batch.count(name))
             fixed = self.fixed
             if self.hard:
                 ab = {k: torch.stack([fixed["A"][k], fixed["B"][k]], 1) for k in fixed["A"]}
@@ -368,7 +387,7 @@ def untransform(kind: str, f: float) -> float:
 
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
-    problem = load_problem(args.problem)
+    problem = soft_problem(args.problem)
     task = PINNTask(problem, ModelConfig(width=args.width, depth=args.depth),
                     SamplingConfig(collocation=args.points, boundary=args.boundary,
                                    initial=args.initial, method=args.sampler, resample_every=0),

@@ -36,7 +36,7 @@ def _one_thread():
 
 
 def _task(weighting: WeightingConfig) -> PINNTask:
-    return PINNTask(load_problem("heat"), ModelConfig(width=8, depth=2),
+    return PINNTask(load_problem("heat", hard=False), ModelConfig(width=8, depth=2),
                     SamplingConfig(collocation=120, boundary=20, initial=20),
                     OptimConfig(steps=5, lbfgs_steps=0, weighting=weighting),
                     StorageConfig(), seed=2, dtype=F64)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from pinnsketch import ModelConfig, OptimConfig, SamplingConfig, StorageConfig, load_problem
+from pinnsketch import ModelConfig, OptimConfig, SamplingConfig, StorageConfig
 from pinnsketch.tasks.pinn import PINNTask
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -21,7 +21,7 @@ D = torch.float64
 
 
 def _objective(problem: str, hard: bool, policy: str = "exact", seed: int = 0):
-    task = PINNTask(load_problem(problem), ModelConfig(width=6, depth=2),
+    task = PINNTask(study.soft_problem(problem), ModelConfig(width=6, depth=2),
                     SamplingConfig(collocation=120, boundary=30, initial=20),
                     OptimConfig(), StorageConfig(policy=policy), seed=seed, dtype=D)
     with torch.no_grad():  # random biases too, so no term is trivially zero

@@ -178,7 +178,8 @@ def test_parameter_override():
     assert load_problem("burgers", nu=0.005).nu == 0.005
     p = make_problem(resolve_problem("burgers"), {"nu": "0.005"})
     assert p.nu == 0.005 and isinstance(p.nu, float)
-    assert load_problem("heat", alpha="0.2", b="0").parameters() == {"alpha": 0.2, "b": 0.0}
+    assert load_problem("heat", alpha="0.2", b="0").parameters() == {"alpha": 0.2, "b": 0.0,
+                                                                  "hard": True}
 
 
 def test_unknown_parameter_lists_valid_ones():

@@ -167,7 +167,7 @@ def test_periodic_pairs():
 
 
 def _task(seed: int, method: str = "sobol") -> PINNTask:
-    return PINNTask(make_problem(resolve_problem("heat")), ModelConfig(width=8, depth=2),
+    return PINNTask(make_problem(resolve_problem("heat"), {"hard": False}), ModelConfig(width=8, depth=2),
                     SamplingConfig(collocation=64, boundary=16, initial=16, method=method),
                     OptimConfig(steps=1, lbfgs_steps=0), StorageConfig(), seed=seed)
 

@@ -75,7 +75,8 @@ def test_solve_writes_every_file(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["solve", "heat", "--steps", "20", "--lbfgs-steps", "10", "--width", "8",
                "--depth", "2", "--collocation", "200", "--boundary-points", "20",
-               "--initial-points", "20", "--eval-every", "10", "--out", str(out), "--quiet"])
+               "--initial-points", "20", "--eval-every", "10", "--param", "hard=false",
+               "--out", str(out), "--quiet"])
     assert rc == 0
     assert "heat: L2 relative error" in capsys.readouterr().out
     names = {"config.json", "history.csv", "result.h5", "solution.png", "reference.png",
@@ -85,7 +86,7 @@ def test_solve_writes_every_file(tmp_path, capsys):
 
     config = json.loads((out / "config.json").read_text())
     assert config["problem"] == {"name": "heat", "source": {"builtin": "heat"},
-                                 "params": {"alpha": 0.1, "b": 0.5}}
+                                 "params": {"alpha": 0.1, "b": 0.5, "hard": False}}
     assert config["model"]["width"] == 8
     assert config["optim"]["phases"] == [{"optimizer": "adam", "steps": 20},
                                          {"optimizer": "lbfgs", "steps": 10}]
@@ -166,7 +167,8 @@ def test_list_main(capsys):
     (["solve", "heat", "--memory-budget", "1KB"], r"--memory-budget needs --storage"),
     (["solve", "heat", "--storage", "exact", "--memory-budget", "10B"], r"too small"),
     (["solve", "heat", "--sketch-rank", "auto", "--memory-budget", "100B"], r"too small"),
-    (["solve", "heat", "--weight", "foo=1"], r"unknown terms \['foo'\].*pde, boundary, initial"),
+    (["solve", "heat", "--param", "hard=false", "--weight", "foo=1"],
+     r"unknown terms \['foo'\].*pde, boundary, initial"),
     (["solve"], r"name a problem"),
 ])
 def test_bad_input_exit_2(tmp_path, monkeypatch, capsys, argv, message):
