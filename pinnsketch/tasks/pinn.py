@@ -289,10 +289,16 @@ class PINNTask:
         if not problem.has_reference():
             return None, None
         m, nf = self.eval_points.shape[0], len(self.fields)
-        try:
-            ref = _user_code(problem, "reference(points)",
-                             lambda: problem.reference(self.eval_points))
-        except UnknownValueError:
+        reads_unknown = object()
+
+        def call():
+            try:
+                return problem.reference(self.eval_points)
+            except UnknownValueError:
+                return reads_unknown
+
+        ref = _user_code(problem, "reference(points)", call)
+        if ref is reads_unknown:
             return None, (f"{problem.name}: no L2 error: reference(points) reads an unknown "
                           f"parameter ({', '.join(self.unknowns)}), whose true value is not known")
         want = ((m,), (m, 1)) if nf == 1 else ((m, nf),)
