@@ -282,7 +282,8 @@ def test_builtin_names():
 
 
 def test_unknown_name_lists_builtins():
-    with pytest.raises(ValueError, match=r"unknown problem .burger.*burgers, burgers_inverse, heat, helmholtz, kovasznay, poisson"):
+    with pytest.raises(ValueError, match=r"unknown problem .burger.*burgers, burgers_inverse, "
+                                         r"heat, helmholtz, kovasznay, poisson"):
         resolve_problem("burger")
 
 

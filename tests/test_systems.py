@@ -26,7 +26,6 @@ from pinnsketch import (
     RunConfig,
     SamplingConfig,
     StorageConfig,
-    load_problem,
     rectangle,
     solve,
 )
