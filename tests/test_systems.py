@@ -165,8 +165,8 @@ def test_a_condition_on_an_undeclared_field_is_refused():
         def conditions(self):
             return (Dirichlet(0.0, field="w", name="bc_w"),)
 
-    with pytest.raises(ValueError, match=r"condition 'bc_w': field 'w' is not a field of the "
-                                         r"problem; its fields: u, v"):
+    with pytest.raises(ValueError, match=r"pair: condition 'bc_w': field 'w' is not a field of "
+                                         r"the problem; its fields: u, v"):
         _task(Wrong())
 
 
@@ -261,3 +261,25 @@ def test_kovasznay_reports_each_field(tmp_path, capsys):
             "outflow_p"} <= set(header)
     for f in ("u", "v", "p"):
         assert (out / f"error_{f}.png").is_file()
+
+
+@pytest.mark.parametrize("vertices, match", [
+    (((0, 0), (1, 0)), r"bad_polygon: a Polygon needs at least 3 vertices, got 2: list the "
+                       r"corners"),
+    (((0, 0), (1, 1), (1, 0), (0, 1)), r"bad_polygon: Polygon is not simple: edge .* list the "
+                                       r"corners in order around the region"),
+])
+def test_a_bad_polygon_is_refused_naming_the_problem(vertices, match):
+    from pinnsketch import Polygon
+
+    @dataclass(frozen=True)
+    class BadPolygon(DiskPoisson):
+        name: ClassVar[str] = "bad_polygon"
+
+        @property
+        def domain(self):
+            return Polygon(vertices)
+
+    with pytest.raises(ValueError, match=match):
+        solve(BadPolygon(), **TINY, optim=OptimConfig(steps=1, lbfgs_steps=0),
+              run=RunConfig(quiet=True))

@@ -391,7 +391,8 @@ class Polygon(Geometry):
         if v.ndim != 2 or v.shape[1] != 2:
             raise ValueError(f"Polygon vertices must be (x, y) pairs, got shape {v.shape}")
         if len(v) < 3:
-            raise ValueError(f"a Polygon needs at least 3 vertices, got {len(v)}")
+            raise ValueError(f"a Polygon needs at least 3 vertices, got {len(v)}: list the corners "
+                             "of the region in order around it")
         if not np.isfinite(v).all():
             raise ValueError("Polygon vertices must be finite numbers")
         object.__setattr__(self, "vertices", tuple((float(a), float(b)) for a, b in v))
@@ -409,7 +410,10 @@ class Polygon(Geometry):
             j = (i + 1) % n
             if abs(_cross(edges[i], edges[j])) <= eps * (lengths[i] + lengths[j]) \
                     and np.dot(edges[i], edges[j]) < 0:
-                raise ValueError(f"Polygon is not simple: edges {i} and {j} fold back at vertex {j}")
+                raise ValueError(f"Polygon is not simple: edges {i} and {j} fold back at vertex "
+                                 f"{j}; list the corners in order around the region, each once "
+                                 "(a region with a hole or crossing parts is a combination: "
+                                 "a - b, a | b)")
         for i in range(n):  # non-adjacent edges must not meet
             js = np.array([j for j in range(i + 2, n) if not (i == 0 and j == n - 1)], dtype=int)
             if js.size == 0:
@@ -419,7 +423,9 @@ class Polygon(Geometry):
                 j = int(js[np.argmax(hit)])
                 w = self.vertices
                 raise ValueError(f"Polygon is not simple: edge {i} {w[i]}-{w[(i + 1) % n]} "
-                                 f"meets edge {j} {w[j]}-{w[(j + 1) % n]}")
+                                 f"meets edge {j} {w[j]}-{w[(j + 1) % n]}; list the corners in "
+                                 "order around the region, each once (a region with a hole or "
+                                 "crossing parts is a combination: a - b, a | b)")
         signed = 0.5 * float(_cross(v, np.roll(v, -1, axis=0)).sum())
         if abs(signed) <= eps:
             raise ValueError("Polygon has zero area")

@@ -1,5 +1,9 @@
 """Reference solutions of 1-D periodic semilinear PDEs by a Fourier spectral method with ETDRK4.
 
+One equation (:func:`etdrk4_periodic`) or a system of several species with diagonal linear
+parts coupled through the reaction (:func:`etdrk4_periodic_system`; the one-equation solver
+is the system solver with one species).
+
 The PDE  u_t = L u + f(u)  on a periodic interval [x0, x0 + P), L a constant-coefficient
 linear operator given by its Fourier symbol L(k) (diffusion: -eps k^2) and f a pointwise
 nonlinearity (a reaction term: Allen-Cahn's r (u - u^3), Fisher-KPP's r u (1 - u)).
@@ -230,7 +234,7 @@ def etdrk4_periodic_system(symbols: Callable[[np.ndarray], np.ndarray],
     ...     lambda x: np.stack([np.sin(x), np.cos(x)]), (0.0, 2 * np.pi), (0.0, 0.5),
     ...     modes=16, dt=0.05, snapshot_dt=0.25)
     >>> pt = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
-    >>> exact = [math.sin(1.0) * math.exp(-0.5), math.cos(1.0) * math.exp(-1.0)]
+    >>> exact = [np.sin(1.0) * np.exp(-0.5), np.cos(1.0) * np.exp(-1.0)]
     >>> [bool(abs(float(s(pt)[0]) - e) < 1e-6) for s, e in zip(sols, exact)]
     [True, True]
     """

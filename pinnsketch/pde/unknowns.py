@@ -150,7 +150,8 @@ class UnknownParameters(nn.Module):
     broadcast and gradient all-reduce treat them like weights (the task attaches it to the
     network as ``unknowns``); its state_dict keys are the parameter names.
 
-    >>> p = UnknownParameters({"nu": Unknown(0.05, positive=True), "k": Unknown(-1.0)})
+    >>> p = UnknownParameters({"nu": Unknown(0.05, positive=True), "k": Unknown(-1.0)},
+    ...                       dtype=torch.float64)
     >>> {k: round(v, 12) for k, v in p.floats().items()}
     {'nu': 0.05, 'k': -1.0}
     """

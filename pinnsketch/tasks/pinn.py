@@ -110,7 +110,7 @@ class PINNTask:
                  cluster: Cluster = SINGLE, observations: Observations | None = None):
         self.problem = problem
         self.cluster = cluster
-        self.domain = problem.domain
+        self.domain = _named(problem, lambda: problem.domain)  # e.g. a polygon that is not simple
         self.sampling = sampling
         self.optim = optim
         self.storage = storage
@@ -320,8 +320,8 @@ class PINNTask:
         """Every residual reads declared fields only, and every declared field is read (by the
         residual, a condition, or the observations). Unknowns read as their guesses here."""
         fns = [with_guesses(problem).residual] + [lambda d, c=c: c.residual(d, zeros) for c in conditions]
-        read = {f for f, _ in _user_code(problem, "residual(d)", lambda: record_derivatives(
-            fns, self.domain, self.fields))}
+        read = {f for f, _ in _named(problem, lambda: _user_code(  # e.g. an undeclared field
+            problem, "residual(d)", lambda: record_derivatives(fns, self.domain, self.fields)))}
         if self.observations is not None:
             read |= set(self.observations.fields)
         unread = [f for f in self.fields if f not in read]
@@ -592,6 +592,16 @@ def _describe(term: str) -> str:
     if term == "data" or term.startswith("data:"):
         return "the data term" + (f" of field {term[5:]!r}" if ":" in term else "s")
     return f"condition {term!r}"
+
+
+def _named(problem: Problem, call):
+    """``call()``, with a ValueError's message prefixed by the problem's name (if it lacks it)."""
+    try:
+        return call()
+    except ValueError as exc:
+        if str(exc).startswith(f"{problem.name}: "):
+            raise
+        raise ValueError(f"{problem.name}: {exc}") from None
 
 
 def _user_code(problem: Problem, what: str, call):
