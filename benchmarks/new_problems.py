@@ -80,16 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="default", help="names the run directory and the row")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/new_problems"))
     p.add_argument("--stem", default="new_problems", help="results table file name")
-    p.add_argument("extra", nargs=argparse.REMAINDER,
-                   help="'pinnsketch solve' options after --")
-    args = p.parse_args(argv)
-    extra = [a for a in args.extra if a != "--"]
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = p.parse_args(argv[:cut])  # the 'pinnsketch solve' options come after --
+    extra = argv[cut + 1:]
     run_dir = args.out / f"{args.problem}-{args.tag}"
     cli = ["solve", args.problem, "--out", str(run_dir), "--overwrite", "--quiet", *extra]
     world = int(os.environ.get("WORLD_SIZE", "1"))
     launcher = f"torchrun --standalone --nproc-per-node {world} " if world > 1 else "python "
-    command = launcher + "benchmarks/new_problems.py " + shlex.join(
-        sys.argv[1:] if argv is None else argv)
+    command = launcher + "benchmarks/new_problems.py " + shlex.join(argv)
     print("pinnsketch " + shlex.join(cli), flush=True)
     code = cli_main(cli)
     if int(os.environ.get("RANK", "0")) != 0:

@@ -94,13 +94,17 @@ class PINNTask:
         controller, control_every: the rank policy of ``--sketch-rank auto`` and how often
             it measures the sketch errors.
         cluster: this process's place in a data-parallel run: it samples only its share of
-            the interior points, and ``backward`` sums gradients and loss terms over all
-            processes (:mod:`pinnsketch.distributed`).
+            the interior points and of the observations, and ``backward`` sums gradients and
+            loss terms over all processes (:mod:`pinnsketch.distributed`).
+        observations: observed field values (a data file's); None: the problem's own
+            (``problem.observations(seed)``), if any.
 
     Raises:
         ValueError: before any work: a residual reading an undeclared field or a declared
-            field that nothing reads, an output transform of the wrong shape or naming an
-            unknown condition, a periodic coordinate outside the domain, ...
+            field that nothing reads, equations that differ from the declared ones, an
+            output transform of the wrong shape or naming an unknown condition, a periodic
+            coordinate outside the domain, observations of an unknown field or outside the
+            domain, an unknown parameter that no term reads, ...
     """
 
     def __init__(self, problem: Problem, model: ModelConfig | NetworkBase,
@@ -133,33 +137,7 @@ class PINNTask:
         self.model = self._network(model, problem, seed, dtype).to(self.device)
         self.conditions, self.notes = self._conditions_left(problem, conditions)
         self.equations = self._equation_names()
-        pde_terms = ([PDE] if self.equations is None
-                     else [term_name(PDE, n) for n in self.equations])
-        data_terms = ([term_name("data", f) for f in self.observations.fields]
-                      if self.observations is not None else [])
-        labels = pde_terms + [c.label for c in self.conditions] + data_terms
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"{problem.name}: loss-term names must be distinct, got {labels}")
-        prefixes = {PDE} | ({"data"} if data_terms else set())
-        unknown = {name for name, _ in optim.weights} - set(labels) - prefixes
-        if unknown:
-            gone = sorted(unknown & {c.label for c in conditions})
-            why = (f" ({', '.join(gone)} left the loss: the network satisfies it exactly)"
-                   if gone else "")
-            raise ValueError(f"loss weights name unknown terms {sorted(unknown)}{why}; "
-                             f"this problem's terms: {', '.join(labels)}"
-                             + (f" (and {', '.join(sorted(prefixes))} for all terms of that "
-                                "prefix)" if len(labels) > len(self.conditions) + 1 else ""))
-        self.term_names = tuple(labels)
-        # a term's own default weight (1 for the PDE, a condition's ``weight``, the data's
-        # relative noise weights), unless --weight TERM=W (or PREFIX=W) replaces it
-        defaults = {t: 1.0 for t in pde_terms}
-        defaults.update({c.label: float(c.weight) for c in self.conditions})
-        if self.observations is not None:
-            defaults.update({term_name("data", f): w
-                             for f, w in self.observations.weights().items()})
-        given = dict(optim.weights)
-        self.term_weights = {t: term_weight(t, given, defaults[t]) for t in self.term_names}
+        self.term_names, self.term_weights = self._loss_terms(problem, conditions, optim)
         self.set_names = (PDE, *(c.label for c in self.conditions),
                           *(("data",) if self.observations is not None else ()))
         bound = self._bound()
@@ -196,6 +174,39 @@ class PINNTask:
             self.notes = (*self.notes, self.reference_note)
         self.held_bytes: int | None = None
         self.held_bytes_per_point: float | None = None
+
+    def _loss_terms(self, problem: Problem, conditions: tuple[Condition, ...],
+                    optim: OptimConfig) -> tuple[tuple[str, ...], dict[str, float]]:
+        """The loss terms (the PDE's equations, the conditions left, the data) and their
+        weights: a term's default (1 for the PDE, a condition's ``weight``, the data's relative
+        noise weights) unless ``--weight TERM=W`` (or ``PREFIX=W``) replaces it.
+
+        Raises:
+            ValueError: repeated term names; a weight naming no term (nor prefix).
+        """
+        pde_terms = ([PDE] if self.equations is None
+                     else [term_name(PDE, n) for n in self.equations])
+        obs = self.observations
+        data_terms = [term_name("data", f) for f in obs.fields] if obs is not None else []
+        labels = pde_terms + [c.label for c in self.conditions] + data_terms
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"{problem.name}: loss-term names must be distinct, got {labels}")
+        prefixes = {PDE} | ({"data"} if data_terms else set())
+        unknown = {name for name, _ in optim.weights} - set(labels) - prefixes
+        if unknown:
+            gone = sorted(unknown & {c.label for c in conditions})
+            why = (f" ({', '.join(gone)} left the loss: the network satisfies it exactly)"
+                   if gone else "")
+            raise ValueError(f"loss weights name unknown terms {sorted(unknown)}{why}; "
+                             f"this problem's terms: {', '.join(labels)}"
+                             + (f" (and {', '.join(sorted(prefixes))} for all terms of that "
+                                "prefix)" if len(labels) > len(self.conditions) + 1 else ""))
+        defaults = {t: 1.0 for t in pde_terms}
+        defaults.update({c.label: float(c.weight) for c in self.conditions})
+        if obs is not None:
+            defaults.update({term_name("data", f): w for f, w in obs.weights().items()})
+        given = dict(optim.weights)
+        return tuple(labels), {t: term_weight(t, given, defaults[t]) for t in labels}
 
     # --- unknown parameters and observations ---
 
