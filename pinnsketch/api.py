@@ -232,7 +232,10 @@ def _observations(problem: Problem, data: Observations | str | Path | None,
                              "its own noise levels")
         return data, {"source": "object", "points": len(data), "fields": list(data.fields)}
     path = Path(data).resolve()
-    obs = load_observations(path, problem.domain, problem.fields, noise)
+    try:
+        obs = load_observations(path, problem.domain, problem.fields, noise)
+    except ValueError as exc:
+        raise ValueError(f"{problem.name}: {exc}") from None
     return obs, {"file": str(path), "sha256": file_digest(path), "noise": dict(noise or {})}
 
 
