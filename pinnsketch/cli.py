@@ -229,9 +229,11 @@ def _model_config(args: argparse.Namespace):
 def _cmd_list() -> int:
     from pinnsketch.pde.registry import builtin_problems, load_problem_file
 
-    for name, path in builtin_problems().items():
+    problems = builtin_problems()
+    width = max(map(len, problems), default=0)
+    for name, path in problems.items():
         cls = load_problem_file(path)
-        print(f"{name:10s} {cls.equation}")
+        print(f"{name:{width}s}  {cls.equation}")
     return 0
 
 
