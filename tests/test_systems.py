@@ -28,6 +28,7 @@ from pinnsketch import (
     StorageConfig,
     rectangle,
     solve,
+    uniform_grid,
 )
 from pinnsketch.cli import main
 from pinnsketch.tasks.pinn import PINNTask
@@ -73,6 +74,9 @@ class Pair(Problem):
     def reference(self, points):
         return torch.stack([(points[:, 0] ** 2 + points[:, 1] ** 2) / 4,
                             torch.ones_like(points[:, 0])], 1)
+
+    def evaluation_grid(self):
+        return uniform_grid(self.domain, 21)
 
 
 def _task(problem, **kw) -> PINNTask:
