@@ -213,6 +213,24 @@ def test_poisson_lshape_reference():
     assert torch.allclose(scaled, 2.5 * u, rtol=1e-15, atol=0)
 
 
+def test_poisson_lshape_hard_constraint_vanishes_on_the_boundary():
+    """phi = (1 - x^2)(1 - y^2) r^(2/3) sin(2 theta / 3) is 0 on every edge of the L (to
+    round-off of the sampled boundary points, which lie on the edges to ~1e-16), > 0 inside,
+    and scales like r^(2/3) towards the re-entrant corner (exactly, up to the factor
+    (1 - x^2)(1 - y^2) = 1 - O(r^2))."""
+    problem = load_problem("poisson_lshape", hard=True)
+    (t,) = problem.output_transforms()
+    assert t.satisfies == ("boundary",)
+    pts, _ = problem.domain.sample_boundary(400, "sobol", 3)
+    assert float(t.phi(pts).abs().max()) <= 1e-15
+    inner = problem.domain.sample_interior(400, "sobol", 4)
+    inner = inner[~problem.domain.on_boundary(inner, 1e-9)]
+    assert bool((t.phi(inner) > 0).all())
+    ray = torch.tensor([[-1.0, -1.0]], dtype=F64) / math.sqrt(2)  # theta = 3 pi / 4
+    near = t.phi(1e-4 * ray) / t.phi(1e-5 * ray)
+    assert float(near) == pytest.approx(10 ** (2 / 3), rel=1e-7)
+
+
 def _data_dir() -> Path:
     env = os.environ.get("PINNSKETCH_DATA")
     return Path(env) if env else Path(__file__).parents[1].parent / "shared" / "data"
