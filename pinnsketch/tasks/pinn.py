@@ -63,7 +63,9 @@ __all__ = ["PINNTask", "PINNBatch"]
 
 @dataclass(frozen=True)
 class PINNBatch:
-    """Point sets, float64: ``sets[name] = (points (N, d), normals (N, d))``.
+    """Point sets, float64: ``sets[name] = (points (N, d), aux)``, ``aux`` the outward normals
+    (N, d) of a condition's points (zeros for the interior), or the observed values (N, F)
+    of the ``"data"`` set, one column per observed field.
 
     ``counts[name]``: the N that term's mean divides by (the global count when the set is
     this process's share of a data-parallel batch); the set's own size when absent.
