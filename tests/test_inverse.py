@@ -324,12 +324,15 @@ def test_cli_data_file_replaces_the_problems_own_and_resume_refuses_a_changed_fi
     assert summary["data"]["rms_misfit"]["u"] > 0
     config = json.loads((out / "config.json").read_text())
     assert config["data"]["file"] == str(path.resolve())
+    assert main(["solve", "--resume", str(out), "--steps", "4", "--quiet"]) == 0
+    resumed = json.loads((out / "summary.json").read_text())
+    assert resumed["steps"] == 4 and resumed["data"]["points"] == 7
     bad = tmp_path / "bad.csv"
     bad.write_text("x,u\n4.0,0.1\n")
     assert main(["solve", str(problem_file), "--data", str(bad), "--quiet"]) == 2
     assert "decay: data file" in capsys.readouterr().err  # names the problem and the file
     path.write_text(path.read_text() + "\n3.0,0.1411\n")
-    assert main(["solve", "--resume", str(out), "--steps", "4", "--quiet"]) == 2
+    assert main(["solve", "--resume", str(out), "--steps", "5", "--quiet"]) == 2
     assert "changed since the run started" in capsys.readouterr().err
 
 
