@@ -8,6 +8,7 @@ from pinnsketch.api import SolveResult, load_problem, resume, solve
 from pinnsketch.classification import ClassifyResult, classify
 from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig
 from pinnsketch.control import RankController
+from pinnsketch.pde.cole_hopf import cole_hopf_burgers
 from pinnsketch.pde.conditions import (
     Dirichlet,
     Initial,
@@ -20,6 +21,8 @@ from pinnsketch.pde.conditions import (
 from pinnsketch.pde.constraints import OutputTransform
 from pinnsketch.pde.derivatives import Derivatives
 from pinnsketch.pde.domain import Box, interval, rectangle, space_time
+from pinnsketch.pde.evaluation import EvaluationPoints
+from pinnsketch.pde.fd_poisson import LSHAPE, lshape_reference
 from pinnsketch.pde.geometry import (
     Difference,
     Disk,
@@ -29,8 +32,11 @@ from pinnsketch.pde.geometry import (
     Polygon,
     Union,
 )
+from pinnsketch.pde.kovasznay import kovasznay_flow
+from pinnsketch.pde.observations import Observations
 from pinnsketch.pde.problem import EvaluationGrid, Problem, uniform_grid
-from pinnsketch.pde.spectral import etdrk4_periodic
+from pinnsketch.pde.spectral import etdrk4_periodic, etdrk4_periodic_system
+from pinnsketch.pde.unknowns import Unknown
 from pinnsketch.storage import StorageConfig
 from pinnsketch.train import TrainingDiverged
 
@@ -40,7 +46,9 @@ __all__ = [
     "Domain", "Disk", "Polygon", "Union", "Difference", "Intersection", "GeometryXTime",
     "Derivatives", "Dirichlet", "Neumann", "Initial", "Periodic", "OutputTransform",
     "Robin", "InitialVelocity", "PointData",
-    "Problem", "EvaluationGrid", "uniform_grid", "etdrk4_periodic",
+    "Problem", "EvaluationGrid", "EvaluationPoints", "uniform_grid", "etdrk4_periodic",
+    "Unknown", "Observations", "cole_hopf_burgers", "kovasznay_flow", "lshape_reference",
+    "LSHAPE", "etdrk4_periodic_system",
     "ModelConfig", "SamplingConfig", "OptimConfig", "RunConfig", "StorageConfig",
     "solve", "resume", "load_problem", "SolveResult", "TrainingDiverged",
     "classify", "ClassifyResult", "RankController",

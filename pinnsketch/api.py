@@ -38,21 +38,23 @@ from pinnsketch.distributed import Cluster, current
 from pinnsketch.memory import cuda_peak_bytes, peak_rss_bytes
 from pinnsketch.network import NetworkBase, build_network
 from pinnsketch.pde.derivatives import required_derivatives
+from pinnsketch.pde.observations import Observations, load_observations
 from pinnsketch.pde.problem import Problem
 from pinnsketch.pde.registry import (
+    file_digest,
     load_problem_source,
     make_problem,
     problem_source,
     resolve_problem,
 )
-from pinnsketch.plots import plot_columns, plot_field, plot_history
+from pinnsketch.pde.unknowns import Unknown, with_guesses
+from pinnsketch.plots import plot_columns, plot_history, plot_on, plot_parameters
 from pinnsketch.results import (
     RunResult,
     load_checkpoint,
     read_json,
     write_json,
     write_result_h5,
-    write_run_h5,
 )
 from pinnsketch.rundir import RunDirectory
 from pinnsketch.runner import run_task
@@ -81,8 +83,10 @@ def _config_dict(problem: Problem, source: dict[str, str] | None,
                  model: ModelConfig | NetworkBase,
                  sampling: SamplingConfig, optim: OptimConfig, storage: StorageConfig,
                  run: RunConfig) -> dict[str, Any]:
+    params = {k: str(v) if isinstance(v, Unknown) else v  # "unknown:0.05:positive"
+              for k, v in problem.parameters().items()}
     return {
-        "problem": {"name": problem.name, "source": source, "params": problem.parameters()},
+        "problem": {"name": problem.name, "source": source, "params": params},
         "model": _model_dict(model), "sampling": to_dict(sampling), "optim": to_dict(optim),
         "storage": to_dict(storage), "run": to_dict(run),
     }
@@ -102,7 +106,8 @@ def solve(problem: Problem, *, model: ModelConfig | NetworkBase | None = None,
           sampling: SamplingConfig | None = None, optim: OptimConfig | None = None,
           storage: StorageConfig | None = None, run: RunConfig | None = None,
           controller: RankController | None = None, memory_budget: int | str | None = None,
-          cluster: Cluster | None = None) -> SolveResult:
+          cluster: Cluster | None = None, data: Observations | str | Path | None = None,
+          data_noise: dict[str, float] | None = None) -> SolveResult:
     """Train a PINN on ``problem`` and (with ``run.out``) write the run directory.
 
     Everything is validated before the run directory is touched: the configurations, the
@@ -126,6 +131,12 @@ def solve(problem: Problem, *, model: ModelConfig | NetworkBase | None = None,
             process group if there is one, else a single process. ``sampling.collocation``
             is the total over processes, ``memory_budget`` is per process; only process 0
             writes files.
+        data: observations of the fields (a data term per observed field,
+            :mod:`pinnsketch.pde.observations`): an
+            :class:`~pinnsketch.pde.observations.Observations`, or a CSV, NPZ or HDF5 file
+            (config.json records its path and SHA-256; resume reloads it); they replace the
+            problem's own ``observations(seed)``.
+        data_noise: field -> noise level sigma of the data file's fields (relative weights).
 
     Returns:
         SolveResult with the trained model, history and summary (``out`` is None on the
@@ -152,12 +163,18 @@ def solve(problem: Problem, *, model: ModelConfig | NetworkBase | None = None,
         sampling, controller, budget_message = plan_memory(
             problem, model, sampling, storage, run, controller, parse_bytes(memory_budget),
             world_size=cluster.world_size)
+    observations, data_record = _observations(problem, data, data_noise)
     config = _config_dict(problem, problem_source(problem), model, sampling, optim, storage, run)
+    if data_record is not None:
+        config["data"] = data_record
     if budget_message:
         config["memory_budget"] = {"bytes": parse_bytes(memory_budget), "plan": budget_message}
     if controller is not None:
         config["controller"] = to_dict(controller)
-    task = _build_task(problem, config, model, sampling, optim, storage, run, controller, cluster)
+    task = _build_task(problem, config, model, sampling, optim, storage, run, controller, cluster,
+                       observations)
+    if data_record is None and task.observations is not None:
+        config["data"] = {"source": "problem", "seed": run.seed}
     _note(config, task, run, cluster)
     if budget_message and not run.quiet and cluster.is_main:
         print(budget_message)
@@ -201,8 +218,55 @@ def _note(config: dict[str, Any], task: PINNTask, run: RunConfig, cluster: Clust
             print("\n".join(task.notes))
 
 
+def _observations(problem: Problem, data: Observations | str | Path | None,
+                  noise: dict[str, float] | None) -> tuple[Observations | None, dict | None]:
+    """The observations ``data`` stands for, and how config.json records them (None: the
+    problem's own, if any)."""
+    if data is None:
+        if noise:
+            raise ValueError("data_noise (--data-noise) needs a data file (--data FILE)")
+        return None, None
+    if isinstance(data, Observations):
+        if noise:
+            raise ValueError("data_noise applies to a data file; an Observations object carries "
+                             "its own noise levels")
+        return data, {"source": "object", "points": len(data), "fields": list(data.fields)}
+    path = Path(data).resolve()
+    try:
+        obs = load_observations(path, problem.domain, problem.fields, noise)
+    except ValueError as exc:
+        raise ValueError(f"{problem.name}: {exc}") from None
+    return obs, {"file": str(path), "sha256": file_digest(path), "noise": dict(noise or {})}
+
+
+def _observations_from(out: Path, config: dict[str, Any], data: Observations | None,
+                       problem: Problem) -> Observations | None:
+    """The observations of a run being resumed, from config.json's ``data`` record."""
+    record = config.get("data")
+    if record is None or record.get("source") == "problem":
+        if data is not None:
+            raise ValueError(f"{str(out)!r} was solved without a data file; drop data=")
+        return None
+    if record.get("source") == "object":
+        if data is None:
+            raise ValueError(f"{str(out)!r} was solved with an Observations object passed to "
+                             "solve(); pass the same observations to resume(..., data=obs)")
+        return data
+    if data is not None:
+        raise ValueError(f"{str(out)!r} was solved with the data file {record['file']!r}, which "
+                         "resume reloads; drop data=")
+    path = Path(record["file"])
+    if not path.is_file():
+        raise FileNotFoundError(f"the run's data file {str(path)!r} no longer exists; restore it")
+    if file_digest(path) != record["sha256"]:
+        raise ValueError(f"data file {str(path)!r} changed since the run started (its SHA-256 "
+                         "differs); resuming would fit other data. Restore the file")
+    return load_observations(path, problem.domain, problem.fields, record.get("noise") or None)
+
+
 def _build_task(problem, config, model, sampling, optim, storage, run,
-                controller=None, cluster: Cluster | None = None) -> PINNTask:
+                controller=None, cluster: Cluster | None = None,
+                observations: Observations | None = None) -> PINNTask:
     cluster = cluster or current()
     if any(p.optimizer == "lm" for p in optim.phases):
         raise ValueError("optimizer 'lm' (Levenberg-Marquardt) needs the per-point residual "
@@ -213,7 +277,8 @@ def _build_task(problem, config, model, sampling, optim, storage, run,
     if run.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {run.device}: CUDA is not available on this machine; use cpu")
     task = PINNTask(problem, model, sampling, optim, storage, seed=run.seed, device=run.device,
-                    dtype=_DTYPES[run.dtype], controller=controller, cluster=cluster)
+                    dtype=_DTYPES[run.dtype], controller=controller, cluster=cluster,
+                    observations=observations)
     cluster.broadcast_parameters(task.model)  # identical by seeding; made certain
     return task
 
@@ -237,7 +302,7 @@ def plan_memory(problem: Problem, model: ModelConfig | NetworkBase, sampling: Sa
             or a budget in which not even one point fits.
     """
     domain = problem.domain
-    keys = required_derivatives([problem.residual], domain, problem.fields)
+    keys = required_derivatives([with_guesses(problem).residual], domain, problem.fields)
     J = JetPlan.from_keys(keys, domain.dim).num_components
     if isinstance(model, NetworkBase):
         widths = model.stored_widths
@@ -291,8 +356,8 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
            quiet: bool | None = None, time_limit_s: float | None = None,
            problem: Problem | None = None, cluster: Cluster | None = None,
            device: str | None = None, threads: int | None = None,
-           allow_changed_problem: bool = False, model: NetworkBase | None = None
-           ) -> SolveResult:
+           allow_changed_problem: bool = False, model: NetworkBase | None = None,
+           data: Observations | None = None) -> SolveResult:
     """Continue the run in ``out_dir`` from its checkpoint (optionally with more steps).
 
     Only what may change on a continued run can be given: the step counts (never below
@@ -305,9 +370,9 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
 
     A run solved with a network object (``solve(..., model=net)``) is resumed with the
     same kind of network passed again as ``model`` (its weights come from the checkpoint).
-
-    A run solved with a network object (``solve(..., model=net)``) is resumed with the
-    same kind of network passed again as ``model`` (its weights come from the checkpoint).
+    Observations: a data file is reloaded (refused if its bytes changed); the problem's own
+    are generated again; an Observations object must be passed again as ``data``. Unknown
+    parameters continue from the checkpoint.
 
     Raises:
         FileNotFoundError: no run, config.json or checkpoint.pt in ``out_dir``.
@@ -326,17 +391,18 @@ def resume(out_dir: str | Path, *, steps: int | None = None, lbfgs_steps: int | 
         run = dataclasses.replace(run, **{k: v for k, v in (
             ("quiet", quiet), ("time_limit_s", time_limit_s), ("device", device),
             ("threads", threads)) if v is not None})
+        observations = _observations_from(out, config, data, problem)
         payload = cluster.from_main(lambda: load_checkpoint(out / "checkpoint.pt", config))
         state = TrainState.from_dict(payload["train_state"])
         optim = _extended(optim, state, steps, lbfgs_steps)
         _check_time_left(state, run)
         new_config = _config_dict(problem, config["problem"].get("source"), model, sampling,
                                   optim, storage, run)
-        for key in ("memory_budget", "controller"):
+        for key in ("memory_budget", "controller", "data"):
             if key in config:
                 new_config[key] = config[key]
         task = _build_task(problem, new_config, model, sampling, optim, storage, run,
-                           controller, cluster)
+                           controller, cluster, observations)
         _note(new_config, task, run, cluster)
         if state.task_state:
             task.restore_checkpoint_state(state.task_state)
@@ -474,6 +540,21 @@ def _held(history: list[dict], phase: str | None) -> list:
             and (phase is None or row.get("phase") == phase)]
 
 
+def _unknowns_summary(task: PINNTask) -> dict[str, dict[str, Any]]:
+    """Per unknown parameter: its initial guess, learnt value, and (where the problem knows
+    it) the true value and the learnt value's relative error."""
+    truths = task.problem.true_values()
+    out = {}
+    for name, value in task.unknown_values().items():
+        row: dict[str, Any] = {"initial": task.unknowns[name].guess, "value": value,
+                               "positive": task.unknowns[name].positive}
+        if name in truths:
+            true = float(truths[name])
+            row.update(true=true, relative_error=abs(value - true) / abs(true) if true else None)
+        out[name] = row
+    return out
+
+
 def _report(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path | None
             ) -> dict[str, Any]:
     """The summary of a PINN run and (with ``out``) its HDF5 results and plots.
@@ -497,6 +578,7 @@ def _report(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path
                                         strict=False)],
         "wall_time_s": state.wall_time,
         "l2_relative_error": metrics.get("l2_relative_error"),
+        **{k: v for k, v in metrics.items() if k.startswith("l2_relative_error_")},
         "final_loss": last.get("loss"),
         "final_loss_terms": {name: last.get(name) for name in task.term_names},
         "peak_rss_bytes": peak_rss_bytes(),
@@ -526,48 +608,37 @@ def _report(task: PINNTask, config: dict[str, Any], state: TrainState, out: Path
         "world_size": task.cluster.world_size,
         "parameters": config["problem"]["params"],
     }
+    if task.unknowns:
+        summary["unknowns"] = _unknowns_summary(task)
+    if task.observations is not None:
+        summary["data"] = {"points": len(task.observations), "source": task.observations.source,
+                           "fields": list(task.observations.fields),
+                           "noise": dict(task.observations.noise),
+                           "rms_misfit": {f: (None if last.get(f"data:{f}") is None
+                                              else last[f"data:{f}"] ** 0.5)
+                                          for f in task.observations.fields}}
+    if task.reference_note:
+        summary["reference_note"] = task.reference_note
     if out is None:
         return summary
     u = task.predict(task.eval_points).numpy()
     ref = task.reference.numpy() if task.reference is not None else None
-    axes = [a.numpy() for a in task.grid.axes]
-    names = task.grid.names
-    if len(task.fields) == 1:
-        write_result_h5(out / "result.h5", grid_names=names, grid_axes=axes,
-                        points=task.eval_points.numpy(), solution=u, reference=ref,
-                        history=state.history, config=config, summary=summary,
-                        model_state=task.model.state_dict())
-    else:
-        _write_fields_h5(out / "result.h5", task, names, axes, u, ref, state, config, summary)
+    write_result_h5(out / "result.h5", evaluation=task.grid, fields=task.fields, solution=u,
+                    reference=ref, history=state.history, config=config, summary=summary,
+                    model_state=task.model.state_dict())
     for i, f in enumerate(task.fields):  # one set of plots per field (no suffix for one field)
         uf, rf = (u, ref) if u.ndim == 1 else (u[:, i], None if ref is None else ref[:, i])
         sfx, what = ("", summary["problem"]) if u.ndim == 1 else (f"_{f}", f"{summary['problem']}, {f}")
-        plot_field(out / f"solution{sfx}.png", names, axes, uf, f"PINN solution ({what})")
+        plot_on(out / f"solution{sfx}.png", task.grid, uf, f"PINN solution ({what})")
         if rf is not None:
-            plot_field(out / f"reference{sfx}.png", names, axes, rf, f"reference ({what})")
-            plot_field(out / f"error{sfx}.png", names, axes, abs(uf - rf),
-                       f"|error| ({what}), L2 rel = {summary['l2_relative_error']:.2e}",
-                       cmap="viridis")
+            err = summary.get(f"l2_relative_error_{f}", summary["l2_relative_error"])
+            plot_on(out / f"reference{sfx}.png", task.grid, rf, f"reference ({what})")
+            plot_on(out / f"error{sfx}.png", task.grid, abs(uf - rf),
+                    f"|error| ({what}), L2 rel = {err:.2e}", cmap="viridis")
     if state.history:
         plot_history(out / "history.png", state.history, task.term_names)
         plot_columns(out / "ranks.png", state.history, "rank_", "sketch rank per hidden layer")
         plot_columns(out / "monitor.png", state.history, "gnorm_",
                      "gradient norm per layer: sketch estimate (lines), exact (dots)", logy=True)
+        plot_parameters(out / "parameters.png", state.history, task.problem.true_values())
     return summary
-
-
-def _write_fields_h5(path: Path, task: PINNTask, names, axes, u, ref, state: TrainState,
-                     config: dict[str, Any], summary: dict[str, Any]) -> None:
-    """result.h5 of a run with several fields: ``solution/<field>`` (and ``reference/<field>``,
-    ``abs_error/<field>``), grid-shaped, besides what a one-field run writes."""
-    shape = tuple(len(a) for a in axes)
-    datasets = {f"grid/{n}": a for n, a in zip(names, axes)}
-    datasets["points"] = task.eval_points.numpy()
-    for i, f in enumerate(task.fields):
-        datasets[f"solution/{f}"] = u[:, i].reshape(shape)
-        if ref is not None:
-            datasets[f"reference/{f}"] = ref[:, i].reshape(shape)
-            datasets[f"abs_error/{f}"] = abs(u[:, i] - ref[:, i]).reshape(shape)
-    write_run_h5(path, attrs={"config": config, "summary": summary,
-                              "coordinates": ",".join(names), "fields": ",".join(task.fields)},
-                 datasets=datasets, history=state.history, model_state=task.model.state_dict())

@@ -66,7 +66,18 @@ def _build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     s.add_argument("problem", nargs="?", help="a built-in name (see 'pinnsketch list') or a "
                    "path to a problem .py file; omit with --resume")
     s.add_argument("--param", action="append", default=[], metavar="K=V",
-                   help="override a problem parameter, e.g. --param nu=0.005 (repeatable)")
+                   help="override a problem parameter, e.g. --param nu=0.005 (repeatable); a "
+                        "number fixes an unknown parameter, unknown:GUESS[:positive] learns "
+                        "one from that guess")
+    g = s.add_argument_group("observations")
+    g.add_argument("--data", default=None, metavar="FILE",
+                   help="observed field values: a CSV with a header row (one column per "
+                        "coordinate and per observed field), an NPZ or an HDF5 file (one array "
+                        "per coordinate and field); one data term per field (data:<field>); "
+                        "replaces the problem's own observations")
+    g.add_argument("--data-noise", action="append", default=[], metavar="FIELD=SIGMA",
+                   help="noise level of an observed field: fields are weighted by inverse "
+                        "variance, relative to the most precise one (repeatable)")
     g = s.add_argument_group("network")
     g.add_argument("--width", type=int, default=None, help=f"hidden width (default {M.width})")
     g.add_argument("--depth", type=int, default=None, help=f"hidden layers (default {M.depth})")
@@ -236,9 +247,11 @@ def _model_config(args: argparse.Namespace):
 def _cmd_list() -> int:
     from pinnsketch.pde.registry import builtin_problems, load_problem_file
 
-    for name, path in builtin_problems().items():
+    problems = builtin_problems()
+    width = max(map(len, problems), default=0)
+    for name, path in problems.items():
         cls = load_problem_file(path)
-        print(f"{name:10s} {cls.equation}")
+        print(f"{name:{width}s}  {cls.equation}")
     return 0
 
 
@@ -322,23 +335,35 @@ def _solve_or_resume(args: argparse.Namespace, cluster, defaults: dict[str, obje
     out = args.out if args.out is not None else str(Path("runs") / f"{problem.name}-seed{seed}")
     run = RunConfig(out=out, overwrite=args.overwrite, quiet=args.quiet,
                     **_given(args, _RUN_ARGS))
+    noise = {k: _number(v, f"--data-noise {k}={v}")
+             for k, v in parse_param_overrides(args.data_noise, "--data-noise").items()}
     result = solve(problem, model=model, sampling=sampling, optim=optim, storage=storage,
-                   run=run, memory_budget=args.memory_budget, cluster=cluster)
+                   run=run, memory_budget=args.memory_budget, cluster=cluster, data=args.data,
+                   data_noise=noise or None)
     if cluster.is_main:
         _print_outcome(result.summary, out, cluster)
     return 0
 
 
 def _print_outcome(s: dict, out: str, cluster) -> None:
-    """One line: the error (or, without a reference, the final losses), steps, time, memory."""
+    """One line: the error (per field too; without a reference, the final losses), the learnt
+    parameters, steps, time, memory."""
     if s["l2_relative_error"] is not None:
         what = f"L2 relative error {s['l2_relative_error']:.3e}"
+        fields = {k[len("l2_relative_error_"):]: v for k, v in s.items()
+                  if k.startswith("l2_relative_error_") and v is not None}
+        if fields:
+            what += " (" + ", ".join(f"{f} {v:.3e}" for f, v in fields.items()) + ")"
     else:
         terms = ", ".join(f"{k} {v:.2e}" for k, v in s["final_loss_terms"].items()
                           if v is not None)
         loss = s["final_loss"]
         what = ("no reference solution; final loss "
                 + (f"{loss:.3e} ({terms})" if loss is not None else "not computed"))
+    for name, p in s.get("unknowns", {}).items():
+        what += f"; {name} = {p['value']:.6g}"
+        if p.get("relative_error") is not None:
+            what += f" (true {p['true']:.6g}, {100 * p['relative_error']:.3g} % off)"
     phases = " + ".join(f"{p['done']} {p['optimizer']}" for p in s["phases"])
     print(f"{s['problem']}: {what} after {phases} steps in {s['wall_time_s']:.1f} s; "
           + (f"held {s['held_bytes_per_point']:.0f} B/point ({s['storage']})"

@@ -16,8 +16,8 @@ import numpy as np
 
 from pinnsketch.results import atomic_write
 
-__all__ = ["plot_field", "plot_triangulated", "plot_history", "plot_columns", "new_figure",
-           "save_png"]
+__all__ = ["plot_field", "plot_triangulated", "plot_on", "plot_history", "plot_columns",
+           "plot_parameters", "new_figure", "save_png"]
 
 
 def new_figure(figsize=(6.0, 4.0)):
@@ -80,6 +80,64 @@ def plot_triangulated(path: Path, points: np.ndarray, triangles: np.ndarray | No
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     ax.set_title(title)
+    save_png(fig, path)
+
+
+def plot_on(path: Path, ev, values: np.ndarray, title: str, cmap: str = "RdBu_r") -> bool:
+    """Plot ``values`` (N,) given at the points of an evaluation set ``ev``
+    (:mod:`pinnsketch.pde.evaluation`): an image for a grid (:func:`plot_field`), the
+    triangulated field for a point set with a triangulation (on its middle time slice for a
+    space-time set), a line for 1-D points. Returns False (and writes nothing) for a point set
+    that has no plane plot (3-D spatial sets)."""
+    from pinnsketch.pde.evaluation import EvaluationGrid
+
+    values = np.asarray(values, dtype=float).reshape(-1)
+    if isinstance(ev, EvaluationGrid):
+        plot_field(path, ev.names, [a.numpy() for a in ev.axes], values, title, cmap=cmap)
+        return True
+    points = ev.coordinates().numpy()
+    if ev.triangles is not None:
+        cols = [ev.names.index(c) for c in ev.plane]
+        rows = slice(0, ev.block)
+        if ev.times is not None and ev.block < points.shape[0]:
+            k = (points.shape[0] // ev.block) // 2
+            rows = slice(k * ev.block, (k + 1) * ev.block)
+            title = f"{title} (t = {float(ev.times[k]):.3g})"
+        plot_triangulated(path, points[rows][:, cols], ev.triangles.numpy(), values[rows], title,
+                          labels=tuple(ev.plane), cmap=cmap)
+        return True
+    if points.shape[1] == 1:
+        order = np.argsort(points[:, 0])
+        fig = new_figure()
+        ax = fig.add_subplot()
+        ax.plot(points[order, 0], values[order])
+        ax.set_xlabel(ev.names[0])
+        ax.set_title(title)
+        save_png(fig, path)
+        return True
+    return False
+
+
+def plot_parameters(path: Path, history: list[dict[str, Any]], truths: dict[str, float]) -> None:
+    """The learnt parameters (history columns ``param:<name>``) against the iteration, one
+    panel each, with the true value (dashed) where it is known; nothing if there are none."""
+    names = sorted({k[6:] for row in history for k in row if k.startswith("param:")})
+    if not names:
+        return
+    fig = new_figure((7.0, 2.4 * len(names) + 0.6))
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(len(names), 1, i + 1)
+        pts = [(row["step"], row[f"param:{name}"]) for row in history
+               if row.get(f"param:{name}") is not None]
+        x, y = np.array(pts, dtype=float).T
+        ax.plot(x, y, lw=1.2, label=f"{name} (learnt)")
+        if name in truths:
+            ax.axhline(truths[name], color="k", ls="--", lw=1, label=f"true {truths[name]:.4g}")
+        ax.set_ylabel(name)
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.3)
+        if i == len(names) - 1:
+            ax.set_xlabel("iteration")
     save_png(fig, path)
 
 

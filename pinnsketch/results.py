@@ -191,18 +191,30 @@ def write_run_h5(path: Path, *, attrs: dict[str, Any], datasets: dict[str, np.nd
     atomic_write(path, write)
 
 
-def write_result_h5(path: Path, *, grid_names: tuple[str, ...], grid_axes: list[np.ndarray],
-                    points: np.ndarray, solution: np.ndarray, reference: np.ndarray | None,
+def write_result_h5(path: Path, *, evaluation: Any, fields: tuple[str, ...],
+                    solution: np.ndarray, reference: np.ndarray | None,
                     history: list[dict[str, Any]], config: dict[str, Any],
                     summary: dict[str, Any], model_state: dict[str, torch.Tensor]) -> None:
-    """A PINN run's HDF5: points, solution, reference, abs_error (grid-shaped), grid axes,
-    history columns, model state, and config/summary as JSON attributes."""
-    shape = tuple(len(a) for a in grid_axes)
-    datasets = {f"grid/{name}": axis for name, axis in zip(grid_names, grid_axes)}
-    datasets.update(points=points, solution=solution.reshape(shape))
-    if reference is not None:
-        datasets.update(reference=reference.reshape(shape),
-                        abs_error=np.abs(solution - reference).reshape(shape))
+    """A PINN run's HDF5: ``points`` (N, d), ``solution``, ``reference``, ``abs_error``
+    (one field: as the evaluation set arranges them, grid-shaped on a grid, flat on a point
+    set; several fields: ``solution/<field>``, ...), where the points lie (``grid/<coord>``
+    axes, or ``triangles`` and ``times``: :meth:`EvaluationSet.layout
+    <pinnsketch.pde.evaluation.EvaluationSet.layout>`), history columns, model state, and
+    config/summary as JSON attributes.
+
+    ``solution`` and ``reference`` are (N,) for one field, (N, F) for several.
+    """
+    datasets, attrs = evaluation.layout()
+    datasets = dict(datasets, points=evaluation.coordinates().numpy())
+    sol = np.asarray(solution).reshape(solution.shape[0], -1)
+    ref = None if reference is None else np.asarray(reference).reshape(sol.shape)
+    for i, f in enumerate(fields):
+        sfx = "" if len(fields) == 1 else f"/{f}"
+        datasets[f"solution{sfx}"] = evaluation.arrange(sol[:, i])
+        if ref is not None:
+            datasets[f"reference{sfx}"] = evaluation.arrange(ref[:, i])
+            datasets[f"abs_error{sfx}"] = evaluation.arrange(np.abs(sol[:, i] - ref[:, i]))
     write_run_h5(path, attrs={"config": config, "summary": summary,
-                              "coordinates": ",".join(grid_names)},
+                              "coordinates": ",".join(evaluation.names),
+                              "fields": ",".join(fields), **attrs},
                  datasets=datasets, history=history, model_state=model_state)

@@ -7,6 +7,8 @@ Writes into OUT, per process r:
 - ``grad_r.pt``: the summed gradient and loss terms of one ``backward`` with exact storage,
   and this process's interior points;
 - ``grad_periodic_r.pt``: the same for a problem with a ``Periodic`` condition, in chunks;
+- ``grad_inverse_r.pt``: the same for a system with unknown parameters and observations
+  (reaction_diffusion_inverse), in chunks, and this process's observation rows;
 - ``writes_r.json``: how many times this process called each results writer during a
   ``solve`` into ``OUT/run``.
 """
@@ -23,8 +25,8 @@ import torch
 CASE = dict(width=12, depth=2, collocation=1001, boundary=40, initial=30, seed=7)
 WRITERS = (("rundir", "RunDirectory.create"), ("api", "write_json"), ("runner", "write_json"),
            ("runner", "write_history_csv"), ("api", "write_result_h5"),
-           ("runner", "save_checkpoint"), ("api", "plot_field"), ("api", "plot_history"),
-           ("api", "plot_columns"))
+           ("runner", "save_checkpoint"), ("api", "plot_on"), ("api", "plot_history"),
+           ("api", "plot_columns"), ("api", "plot_parameters"))
 """(module of pinnsketch, function as looked up there): every way a run writes a file."""
 
 
@@ -121,6 +123,21 @@ def solve_settings(out: Path) -> dict:
                               out=str(out)))
 
 
+def make_inverse_task(cluster, chunk_size: int = 0):
+    """reaction_diffusion_inverse (two fields, two equations, two unknowns, 101 observations
+    of both fields), float64, exact storage."""
+    from pinnsketch import load_problem
+    from pinnsketch.config import ModelConfig, OptimConfig, SamplingConfig
+    from pinnsketch.storage import StorageConfig
+    from pinnsketch.tasks.pinn import PINNTask
+
+    return PINNTask(load_problem("reaction_diffusion_inverse", n_obs=101),
+                    ModelConfig(width=8, depth=2),
+                    SamplingConfig(collocation=91, boundary=20, initial=20),
+                    OptimConfig(steps=1, lbfgs_steps=0, chunk_size=chunk_size),
+                    StorageConfig(policy="exact"), seed=4, dtype=torch.float64, cluster=cluster)
+
+
 def flat_grad(model) -> torch.Tensor:
     return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
 
@@ -144,6 +161,11 @@ def main(out: Path) -> None:
     terms = periodic.backward(periodic.sample(0))
     torch.save({"grad": flat_grad(periodic.model), "terms": terms},
                out / f"grad_periodic_{cluster.rank}.pt")
+    inverse = make_inverse_task(cluster, chunk_size=17)
+    batch = inverse.sample(0)
+    terms = inverse.backward(batch)
+    torch.save({"grad": flat_grad(inverse.model), "terms": terms, "data": batch.sets["data"]},
+               out / f"grad_inverse_{cluster.rank}.pt")
 
     calls = {f"{module}.{name}": 0 for module, name in WRITERS}
     for module, name in WRITERS:

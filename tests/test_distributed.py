@@ -124,6 +124,28 @@ def test_adaptive_weights_are_global_under_data_parallelism(two_process_run, met
         assert got["terms"]["loss"] == pytest.approx(ref["terms"]["loss"], rel=1e-12)
 
 
+def test_a_system_with_unknowns_and_sharded_observations_equals_one_process(two_process_run):
+    """The observations are split by rows like the interior points and weighted by the global
+    count, the unknown parameters' gradients are all-reduced like the weights: the 2-process
+    chunked gradient of a two-field system with two unknowns and a data term per field equals
+    the 1-process unchunked one to float64 round-off (as above)."""
+    out = two_process_run
+    parts = [torch.load(out / f"grad_inverse_{r}.pt", weights_only=True) for r in range(2)]
+    single = worker.make_inverse_task(SINGLE)
+    batch = single.sample(0)
+    terms = single.backward(batch)
+    assert [p["data"][0].shape[0] for p in parts] == [51, 50]
+    for i in range(2):  # points and observed values, each process its block of rows
+        assert torch.equal(torch.cat([p["data"][i] for p in parts]), batch.sets["data"][i])
+    g1 = worker.flat_grad(single.model)
+    assert single.model.unknowns.raw["rate"].grad is not None
+    assert torch.equal(parts[0]["grad"], parts[1]["grad"])
+    assert torch.allclose(parts[0]["grad"], g1, rtol=1e-12, atol=1e-14 * g1.abs().max())
+    assert {"pde:u", "pde:v", "data:u", "data:v", "param:rate"} <= set(terms)
+    for name, value in terms.items():
+        assert parts[0]["terms"][name] == pytest.approx(value, rel=1e-12)
+
+
 def test_only_process_zero_writes_results(two_process_run):
     out = two_process_run
     writes = [json.loads((out / f"writes_{r}.json").read_text()) for r in range(2)]

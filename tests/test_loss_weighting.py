@@ -46,7 +46,7 @@ def _residuals(task: PINNTask, batch) -> dict[str, torch.Tensor]:
     out = {}
     for name in task.term_names:
         pts, nrm = batch.sets[name]
-        out[name] = task._residual(name, pts, nrm).detach().reshape(-1)
+        out[name] = task._terms(name, pts, nrm)[name].detach().reshape(-1)
     return out
 
 
@@ -60,7 +60,7 @@ def test_gradient_norm_balancing_follows_its_rule():
     for name in task.term_names:
         task.model.zero_grad()
         pts, nrm = batch.sets[name]
-        r = task._residual(name, pts, nrm)
+        r = task._terms(name, pts, nrm)[name]
         r.pow(2).mean().backward()
         norms[name] = float(torch.sqrt(sum(p.grad.pow(2).sum() for p in task.model.parameters()
                                            if p.grad is not None)))
@@ -161,7 +161,7 @@ def test_an_interrupted_weighted_run_resumes_exactly(tmp_path, monkeypatch, weig
 
 
 def test_a_second_order_phase_freezes_the_weighting():
-    result = solve(load_problem("heat"), model=ModelConfig(width=6, depth=2),
+    result = solve(load_problem("heat", hard=False), model=ModelConfig(width=6, depth=2),
                    sampling=SamplingConfig(collocation=64, boundary=8, initial=8),
                    optim=OptimConfig(phases=(PhaseConfig("adam", 3), PhaseConfig("bfgs", 3)),
                                      weighting=WeightingConfig("rba")),
@@ -180,8 +180,29 @@ def test_a_second_order_phase_freezes_the_weighting():
     (["solve", "heat", "--weighting", "rba:beta=2"], "options are KEY=VALUE"),
     (["solve", "heat", "--weighting", "gradnorm:alpha=1"], "weighting.alpha must be"),
     (["solve", "heat", "--weighting", "causal", "--chunk-size", "10"], "drop --chunk-size"),
+    (["solve", "kovasznay", "--weighting", "rba"], "a system of 3 equations"),
+    (["solve", "reaction_diffusion_inverse", "--weighting", "causal"], "a system of 2 equations"),
 ])
 def test_bad_weightings_are_refused(tmp_path, capsys, argv, message):
     assert main([*argv, "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_gradient_norm_balancing_weighs_every_term_of_a_system():
+    """gradnorm balances the terms of a system and its data terms by name ("pde:u", ...)."""
+    task = PINNTask(load_problem("reaction_diffusion_inverse", n_obs=31),
+                    ModelConfig(width=6, depth=2),
+                    SamplingConfig(collocation=60, boundary=10, initial=10),
+                    OptimConfig(steps=2, lbfgs_steps=0,
+                                weighting=WeightingConfig("gradnorm", every=1, alpha=0.0)),
+                    StorageConfig(), seed=1, dtype=F64)
+    task.before_step(0)
+    terms = task.backward(task.sample(0))
+    columns, _ = task.after_step(0, terms)
+    weights = {k[len("weight_"):]: v for k, v in columns.items() if k.startswith("weight_")}
+    assert set(weights) == set(task.term_names) >= {"pde:u", "pde:v", "data:u", "data:v"}
+    norms = task._term_gradient_norms(task.sample(0))
+    total = sum(norms.values())  # alpha = 0: lambda_i = sum_j ||g_j|| / ||g_i||
+    for name, w in weights.items():
+        assert w == pytest.approx(total / norms[name], rel=1e-9)

@@ -41,3 +41,32 @@ def test_space_time_slice_and_refusal(tmp_path):
     assert (tmp_path / "slice.png").is_file()
     with pytest.raises(ValueError, match="points"):
         plot_triangulated(tmp_path / "bad.png", np.zeros((4, 3)), None, np.zeros(4), "bad")
+
+
+def test_evaluation_sets_store_and_plot_alike(tmp_path):
+    """The one protocol the task, result.h5 and the plots use: a grid arranges values
+    grid-shaped beside its axes; a point set keeps them flat beside its triangles (and
+    times); plot_on draws either, a space-time set on its middle time slice."""
+    from pinnsketch import EvaluationPoints, interval, uniform_grid
+    from pinnsketch.pde.evaluation import EvaluationSet
+    from pinnsketch.plots import plot_on
+
+    grid = uniform_grid(rectangle(x=(0, 1), t=(0, 2)), 5)
+    cyl = space_time(Disk((0.0, 0.0), 1.0), t=(0.0, 1.0)).evaluation_points(11)
+    line = interval(x=(0, 1)).evaluation_points(7)
+    for ev in (grid, cyl, line):
+        assert isinstance(ev, EvaluationSet)
+    values = grid.coordinates()[:, 0].numpy()
+    assert grid.arrange(values).shape == (5, 5)
+    datasets, attrs = grid.layout()
+    assert set(datasets) == {"grid/x", "grid/t"} and attrs == {"evaluation": "grid"}
+    datasets, attrs = cyl.layout()
+    assert set(datasets) == {"triangles", "times"} and attrs["triangle_block"] == cyl.block
+    assert cyl.arrange(cyl.coordinates()[:, 0].numpy()).shape == (cyl.coordinates().shape[0],)
+    for name, ev in (("grid", grid), ("cyl", cyl), ("line", line)):
+        path = tmp_path / f"{name}.png"
+        assert plot_on(path, ev, ev.coordinates()[:, 0].numpy(), name)
+        assert path.read_bytes()[:8] == PNG_MAGIC
+    ball = EvaluationPoints(("x", "y", "z"), torch.rand(10, 3, dtype=torch.float64))
+    assert not plot_on(tmp_path / "ball.png", ball, np.zeros(10), "3-D")  # no plane to draw
+    assert not (tmp_path / "ball.png").exists()

@@ -25,6 +25,16 @@ Tolerances (float64, eps = 2.2e-16):
   extension has a kink: the cosine coefficients are a_n = 2 (-1)^(n+1) (1/((n+1) pi)^2 +
   1/((n-1) pi)^2), so dropping n >= 1024 changes u by at most
   (2 / pi^2)(1/1024 + 1/1022) < 4e-4 (at x = +-1): an absolute bound (CONDITION_ABS_TOL).
+- Reaction-diffusion (two species): the same construction as Allen-Cahn (Fourier series in x,
+  quintic Hermite in t between snapshots 5e-3 apart); its fastest rates (diffusion of the
+  second mode D (4 pi)^2 = 1.6, the reaction's 2 k (v^2 + 2 u v) <= 14 at the truth) give
+  |d6u/dt6| <~ 14^6 = 7.5e6, so the t-derivative errs by <~ h^5 7.5e6 / 6! = 3e-8 absolute,
+  ~1e-8 of the term scale ~5 (measured: 6e-11); 128 modes leave a tail below 1e-17 and the
+  step 1e-3 changes it by 3e-12 (test_reaction_diffusion.py). We allow 1e-8.
+- Inverse problems are checked at their true parameters (``Problem.true_values``).
+- poisson_lshape's reference is a finite-difference solution interpolated between nodes, so a
+  pointwise residual by autograd does not apply; it is checked by its own test below (the
+  discrete system solved to round-off, agreement with an independent coarser extrapolation).
 """
 
 from __future__ import annotations
@@ -52,12 +62,14 @@ from pinnsketch.pde.registry import (
 F64 = torch.float64
 EXACT_TOL = 1e-12
 # Relative residual tolerance per problem whose reference is not a closed form (see above).
-QUADRATURE_TOL = {"burgers": 1e-10, "allen_cahn": 1e-8}
+QUADRATURE_TOL = {"burgers": 1e-10, "burgers_inverse": 1e-10, "allen_cahn": 1e-8,
+                  "reaction_diffusion_inverse": 1e-8}
 # Absolute tolerances of single conditions whose reference holds them only approximately.
 CONDITION_ABS_TOL = {("allen_cahn", "initial"): 2 / math.pi**2 * (1 / 1024 + 1 / 1022)}
 T_MIN = 0.05  # sqrt(t) in the Cole-Hopf reference is singular at t = 0
 
 BUILTINS = sorted(builtin_problems())
+POINTWISE = [n for n in BUILTINS if n != "poisson_lshape"]  # see the module doc
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -71,6 +83,8 @@ def _one_thread():
 
 def _interior(problem, n: int, seed: int) -> torch.Tensor:
     dom = problem.domain
+    if not isinstance(dom, pinnsketch.Box):
+        return dom.sample_interior(n, "uniform", seed)
     lo = torch.tensor(dom.lo, dtype=F64)
     hi = torch.tensor(dom.hi, dtype=F64)
     if dom.time is not None:  # keep away from t0 (harmless for exact solutions)
@@ -82,13 +96,31 @@ def _interior(problem, n: int, seed: int) -> torch.Tensor:
 
 def _ref_derivatives(problem, points):
     pts = points.clone().requires_grad_(True)
-    return autograd_derivatives(problem.domain, pts, lambda p: problem.reference(p))
+    return autograd_derivatives(problem.domain, pts, lambda p: problem.reference(p),
+                                fields=problem.fields)
+
+
+def _at_truth(problem):
+    """An inverse problem with its unknowns set to their true values (a forward problem)."""
+    truth = {k: v for k, v in problem.true_values().items() if k in problem.unknowns()}
+    assert set(truth) == set(problem.unknowns()), "an inverse problem must know its truth"
+    return dataclasses.replace(problem, **truth) if truth else problem
+
+
+def _equations(r) -> dict:
+    return dict(r) if isinstance(r, dict) else {"pde": r}
 
 
 def _term_scale(name: str, problem, d) -> float:
     """The size of the largest term of the residual."""
-    if name == "burgers":
+    if name in ("burgers", "burgers_inverse"):
         terms = [d.u_t, d.u * d.u_x, problem.nu * d.u_xx]
+    elif name == "kovasznay":
+        terms = [d.u * d.u_x, d.v * d.u_y, d.p_x, d.u * d.v_x, d.v * d.v_y, d.p_y, d.u_x, d.v_y,
+                 (d.u_xx + d.u_yy) / problem.re, (d.v_xx + d.v_yy) / problem.re]
+    elif name == "reaction_diffusion_inverse":
+        terms = [d.u_t, d.v_t, problem.diffusion * d.u_xx, problem.diffusion * d.v_xx,
+                 2 * problem.rate * d.u * d.v**2]
     elif name == "heat":
         terms = [d.u_t, problem.alpha * d.u_xx]
     elif name == "poisson":
@@ -115,33 +147,39 @@ def _tolerance(name: str) -> float:
 
 
 def _scaled_variants(name: str):
-    """Default parameters, and every float parameter scaled by 1.5 (the reference must follow)."""
+    """Default parameters, and every float parameter scaled by 1.5 (the reference must follow;
+    an unknown's truth is a float parameter of its own)."""
     cls = resolve_problem(name)
     default = make_problem(cls)
     scaled = {k: 1.5 * v for k, v in default.parameters().items() if isinstance(v, float)}
     return [default, make_problem(cls, scaled)]
 
 
-@pytest.mark.parametrize("name", BUILTINS)
+@pytest.mark.parametrize("name", POINTWISE)
 def test_reference_satisfies_pde(name):
     for problem in _scaled_variants(name):
+        problem = _at_truth(problem)
         assert problem.has_reference()
         d = _ref_derivatives(problem, _interior(problem, 300, seed=1))
-        r = problem.residual(d).detach()
+        equations = _equations(problem.residual(d))
         scale = _term_scale(name, problem, d)
         assert scale > 0.1  # the check is not vacuous
-        assert float(r.abs().max()) <= _tolerance(name) * scale, (problem, float(r.abs().max()))
+        for eq, r in equations.items():
+            worst = float(r.detach().abs().max())
+            assert worst <= _tolerance(name) * scale, (problem, eq, worst)
 
 
 @pytest.mark.parametrize("name", BUILTINS)
 def test_reference_satisfies_conditions(name):
     for problem in _scaled_variants(name):
+        problem = _at_truth(problem)
         conditions = problem.conditions()
         assert conditions, f"{name} has no conditions"
-        # Scale: the reference's size (u and its gradient) inside the domain.
+        # Scale: the reference's size (each field and its gradient) inside the domain.
         d_in = _ref_derivatives(problem, _interior(problem, 200, seed=2))
-        first = [d_in.key((i,)) for i in range(problem.domain.dim)]
-        scale = max(float(t.detach().abs().max()) for t in [d_in.u, *first])
+        orders = [()] + ([(i,) for i in range(problem.domain.dim)] if name in POINTWISE else [])
+        scale = max(float(d_in.key((f, c)).detach().abs().max()) for f in problem.fields
+                    for c in orders)
         for i, cond in enumerate(conditions):
             cp = cond.sample(problem.domain, 64, "sobol", 10 + i, F64)
             assert cp.points.shape[0] > 0
@@ -149,6 +187,48 @@ def test_reference_satisfies_conditions(name):
             r = cond.residual(d, cp.normals).detach()
             tol = CONDITION_ABS_TOL.get((name, cond.label), _tolerance(name) * scale)
             assert float(r.abs().max()) <= tol, (name, cond.label, float(r.abs().max()))
+
+
+def test_poisson_lshape_reference():
+    """The L-shape's finite-difference reference: its linear systems are solved to round-off
+    (|A u - b| <= 1e-9 of the source 1, for a matrix of norm 8 / h^2 ~ 1.3e5 and u ~ 0.15 in
+    float64, a few hundred ulps of the largest products), it scales with the source, and it
+    agrees with an independent extrapolation from grids twice as coarse: the extrapolation's
+    L2 error at n = 256 is 5e-5 (fd_poisson.lshape_reference, against n = 512 and 1024) and
+    falls at least like n^(-4/3), so the n = 128 one errs by <= 5e-5 * 2^2 = 2e-4 if it falls
+    like n^-2; we allow 4e-4."""
+    from pinnsketch import lshape_reference
+
+    problem = load_problem("poisson_lshape")
+    fine = lshape_reference()
+    assert fine.residual <= 1e-9
+    ev = problem.evaluation_grid()
+    pts = ev.coordinates()
+    assert ev.triangles is not None and bool(problem.domain.inside(pts).all())
+    u = problem.reference(pts)
+    assert float(u.max()) > 0.1  # not vacuous
+    coarse = lshape_reference(128)(pts)
+    assert float((coarse - u).norm() / u.norm()) <= 4e-4
+    scaled = load_problem("poisson_lshape", source=2.5).reference(pts)
+    assert torch.allclose(scaled, 2.5 * u, rtol=1e-15, atol=0)
+
+
+def test_poisson_lshape_hard_constraint_vanishes_on_the_boundary():
+    """phi = (1 - x^2)(1 - y^2) r^(2/3) sin(2 theta / 3) is 0 on every edge of the L (to
+    round-off of the sampled boundary points, which lie on the edges to ~1e-16), > 0 inside,
+    and scales like r^(2/3) towards the re-entrant corner (exactly, up to the factor
+    (1 - x^2)(1 - y^2) = 1 - O(r^2))."""
+    problem = load_problem("poisson_lshape", hard=True)
+    (t,) = problem.output_transforms()
+    assert t.satisfies == ("boundary",)
+    pts, _ = problem.domain.sample_boundary(400, "sobol", 3)
+    assert float(t.phi(pts).abs().max()) <= 1e-15
+    inner = problem.domain.sample_interior(400, "sobol", 4)
+    inner = inner[~problem.domain.on_boundary(inner, 1e-9)]
+    assert bool((t.phi(inner) > 0).all())
+    ray = torch.tensor([[-1.0, -1.0]], dtype=F64) / math.sqrt(2)  # theta = 3 pi / 4
+    near = t.phi(1e-4 * ray) / t.phi(1e-5 * ray)
+    assert float(near) == pytest.approx(10 ** (2 / 3), rel=1e-7)
 
 
 def _data_dir() -> Path:
@@ -221,7 +301,8 @@ def test_builtin_names():
 
 
 def test_unknown_name_lists_builtins():
-    with pytest.raises(ValueError, match=r"unknown problem 'burger'.*burgers, heat, helmholtz, poisson"):
+    with pytest.raises(ValueError, match=r"unknown problem .burger.*burgers, burgers_inverse, "
+                                         r"heat, helmholtz, kovasznay, poisson"):
         resolve_problem("burger")
 
 

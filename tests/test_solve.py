@@ -156,7 +156,7 @@ def test_list_main(capsys):
 # ----- bad input: exit 2, a message, nothing written -----
 
 @pytest.mark.parametrize("argv, message", [
-    (["solve", "burger"], r"unknown problem 'burger'.*burgers, heat, helmholtz, poisson"),
+    (["solve", "burger"], r"unknown problem 'burger'.*burgers, burgers_inverse, heat, helmholtz, kovasznay"),
     (["solve", "heat", "--width", "-3"], r"width.*-3"),
     (["solve", "burgers", "--param", "nu=-1"], r"nu must be > 0.*-1"),
     (["solve", "heat", "--collocation", "0"], r"collocation.*0"),

@@ -24,7 +24,7 @@ import torch
 from pinnsketch._types import Points
 
 if TYPE_CHECKING:
-    from pinnsketch.pde.geometry import EvaluationPoints
+    from pinnsketch.pde.evaluation import EvaluationPoints
 
 __all__ = ["Box", "Face", "DomainBase", "check_names", "interval", "rectangle", "space_time",
            "REL_TOL"]
@@ -294,7 +294,7 @@ class Box(DomainBase):
     def evaluation_points(self, n_per_axis: int = 101) -> EvaluationPoints:
         """The tensor grid of ``n_per_axis`` values per coordinate (ends included), with a
         triangulation of its cells when the box is 2-D."""
-        from pinnsketch.pde.geometry import EvaluationPoints
+        from pinnsketch.pde.evaluation import EvaluationPoints
         axes = tuple(torch.linspace(a, b, n_per_axis, dtype=torch.float64)
                      for a, b in zip(self.lo, self.hi))
         return EvaluationPoints.from_grid(self.names, axes)

@@ -43,6 +43,7 @@ from torch import Tensor
 
 from pinnsketch._types import Points
 from pinnsketch.pde.domain import DomainBase, check_names
+from pinnsketch.pde.evaluation import EvaluationPoints
 from pinnsketch.pde.sampling import check_sampler, unit_cube
 from pinnsketch.seeds import derive_seed
 
@@ -95,50 +96,6 @@ class Domain(Protocol):
     def corners(self) -> Points: ...
 
     def evaluation_points(self, n_per_axis: int = 101) -> EvaluationPoints: ...
-
-
-# ----- evaluation points -----
-
-@dataclass(frozen=True, eq=False)
-class EvaluationPoints:
-    """Points for errors and plots, with a triangulation of a plane for non-grid sets.
-
-    ``points`` (N, d) float64. ``triangles`` (M, 3) long indexes the first ``block`` points in
-    the plane of coordinates ``plane``; the points are ``N / block`` such blocks (one per time
-    value ``times[k]`` for a space-time domain), or ``triangles`` is None when no plane plot
-    applies (1-D or 3-D spatial sets).
-    """
-
-    names: tuple[str, ...]
-    points: Points
-    triangles: Tensor | None = None
-    plane: tuple[str, str] | None = None
-    block: int = 0
-    times: Tensor | None = None
-
-    def __post_init__(self) -> None:
-        n = self.points.shape[0]
-        if self.points.ndim != 2 or self.points.shape[1] != len(self.names):
-            raise ValueError(f"points must be (N, {len(self.names)}), got {tuple(self.points.shape)}")
-        if self.triangles is not None:
-            if self.plane is None or not 0 < self.block <= n or n % self.block:
-                raise ValueError("a triangulation needs its plane and a block size dividing N")
-            if self.triangles.numel() and int(self.triangles.max()) >= self.block:
-                raise ValueError("triangles index past the first block of points")
-
-    @classmethod
-    def from_grid(cls, names: tuple[str, ...], axes: tuple[Tensor, ...]) -> EvaluationPoints:
-        """The tensor grid ``meshgrid(*axes, indexing="ij")`` (the ordering of
-        :class:`~pinnsketch.pde.problem.EvaluationGrid`); two triangles per cell when 2-D."""
-        mesh = torch.meshgrid(*[a.to(F64) for a in axes], indexing="ij")
-        points = torch.stack([m.reshape(-1) for m in mesh], dim=1)
-        if len(axes) != 2:
-            return cls(names, points)
-        n0, n1 = len(axes[0]), len(axes[1])
-        i, j = torch.meshgrid(torch.arange(n0 - 1), torch.arange(n1 - 1), indexing="ij")
-        a = (i * n1 + j).reshape(-1)  # corner (i, j); (i+1, j) = a + n1; (i, j+1) = a + 1
-        tri = torch.cat([torch.stack([a, a + n1, a + n1 + 1], 1), torch.stack([a, a + n1 + 1, a + 1], 1)])
-        return cls(names, points, tri, (names[0], names[1]), points.shape[0])
 
 
 # ----- the generic samplers -----
@@ -434,7 +391,8 @@ class Polygon(Geometry):
         if v.ndim != 2 or v.shape[1] != 2:
             raise ValueError(f"Polygon vertices must be (x, y) pairs, got shape {v.shape}")
         if len(v) < 3:
-            raise ValueError(f"a Polygon needs at least 3 vertices, got {len(v)}")
+            raise ValueError(f"a Polygon needs at least 3 vertices, got {len(v)}: list the corners "
+                             "of the region in order around it")
         if not np.isfinite(v).all():
             raise ValueError("Polygon vertices must be finite numbers")
         object.__setattr__(self, "vertices", tuple((float(a), float(b)) for a, b in v))
@@ -452,7 +410,10 @@ class Polygon(Geometry):
             j = (i + 1) % n
             if abs(_cross(edges[i], edges[j])) <= eps * (lengths[i] + lengths[j]) \
                     and np.dot(edges[i], edges[j]) < 0:
-                raise ValueError(f"Polygon is not simple: edges {i} and {j} fold back at vertex {j}")
+                raise ValueError(f"Polygon is not simple: edges {i} and {j} fold back at vertex "
+                                 f"{j}; list the corners in order around the region, each once "
+                                 "(a region with a hole or crossing parts is a combination: "
+                                 "a - b, a | b)")
         for i in range(n):  # non-adjacent edges must not meet
             js = np.array([j for j in range(i + 2, n) if not (i == 0 and j == n - 1)], dtype=int)
             if js.size == 0:
@@ -462,7 +423,9 @@ class Polygon(Geometry):
                 j = int(js[np.argmax(hit)])
                 w = self.vertices
                 raise ValueError(f"Polygon is not simple: edge {i} {w[i]}-{w[(i + 1) % n]} "
-                                 f"meets edge {j} {w[j]}-{w[(j + 1) % n]}")
+                                 f"meets edge {j} {w[j]}-{w[(j + 1) % n]}; list the corners in "
+                                 "order around the region, each once (a region with a hole or "
+                                 "crossing parts is a combination: a - b, a | b)")
         signed = 0.5 * float(_cross(v, np.roll(v, -1, axis=0)).sum())
         if abs(signed) <= eps:
             raise ValueError("Polygon has zero area")

@@ -34,60 +34,17 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
 from pinnsketch._types import Field, Points
 from pinnsketch.pde.conditions import Condition
 from pinnsketch.pde.constraints import OutputTransform
 from pinnsketch.pde.derivatives import Derivatives
 from pinnsketch.pde.domain import Box
+from pinnsketch.pde.evaluation import EvaluationGrid, EvaluationSet, uniform_grid
+from pinnsketch.pde.evaluation import default_points_per_axis as _points_per_axis
+from pinnsketch.pde.observations import Observations
+from pinnsketch.pde.unknowns import Unknown, unknown_fields, with_values
 
 __all__ = ["Problem", "EvaluationGrid", "uniform_grid"]
-
-
-@dataclass(frozen=True)
-class EvaluationGrid:
-    """A tensor-product grid over the domain's coordinates, for errors and plots.
-
-    ``axes[i]`` are the values of coordinate ``names[i]``; points are ordered as
-    ``meshgrid(*axes, indexing="ij")`` so fields reshape to ``shape``.
-    """
-
-    names: tuple[str, ...]
-    axes: tuple[torch.Tensor, ...]
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(len(a) for a in self.axes)
-
-    def points(self) -> Points:
-        """(prod(shape), d) float64 points."""
-        mesh = torch.meshgrid(*[a.to(torch.float64) for a in self.axes], indexing="ij")
-        return torch.stack([m.reshape(-1) for m in mesh], dim=1)
-
-
-DEFAULT_GRID_POINTS = 10**5
-"""About how many points the default evaluation grid holds, whatever the dimension."""
-
-
-def default_points_per_axis(dim: int) -> int:
-    """101 per axis in 1-D and 2-D, fewer above so the grid stays near 10^5 points
-    (3-D: 47^3 = 103,823; 4-D: 19^4 = 130,321).
-
-    >>> [default_points_per_axis(d) for d in (1, 2, 3, 4)]
-    [101, 101, 47, 19]
-    """
-    return min(101, int(round(DEFAULT_GRID_POINTS ** (1.0 / dim))) + 1)
-
-
-def uniform_grid(domain: Box, n_per_axis: int | None = None) -> EvaluationGrid:
-    """``n_per_axis`` equispaced values per coordinate, ends included (default:
-    :func:`default_points_per_axis`)."""
-    if n_per_axis is None:
-        n_per_axis = default_points_per_axis(domain.dim)
-    axes = tuple(torch.linspace(a, b, n_per_axis, dtype=torch.float64)
-                 for a, b in zip(domain.lo, domain.hi))
-    return EvaluationGrid(domain.names, axes)
 
 
 @dataclass(frozen=True)
@@ -96,19 +53,26 @@ class Problem:
 
     Class attributes: ``name`` (registry name), ``equation`` (one line, shown by
     ``pinnsketch list``), ``fields`` (the names of the unknown fields, default ``("u",)``:
-    one network output each, read in a residual as ``d.u``, ``d.v_x``, ``d.p``, ...).
+    one network output each, read in a residual as ``d.u``, ``d.v_x``, ``d.p``, ...),
+    ``equations`` (optional: the names of a system's equations, which ``residual`` must then
+    return as a dict; see :mod:`pinnsketch.pde.equations`).
+
+    A field holding an :class:`~pinnsketch.pde.unknowns.Unknown` is a parameter learnt with
+    the network (an inverse problem, :mod:`pinnsketch.pde.unknowns`).
     """
 
     name: ClassVar[str] = "problem"
     equation: ClassVar[str] = ""
     fields: ClassVar[tuple[str, ...]] = ("u",)
+    equations: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{type(self).__name__}.{f.name} must be finite, got {value}")
-        self.validate()
+        # validate() sees an unknown's initial guess (it must be a valid value too)
+        with_values(self, {k: u.guess for k, u in self.unknowns().items()}).validate()
 
     def validate(self) -> None:
         """Raise ValueError naming a bad parameter; override to add checks."""
@@ -117,8 +81,9 @@ class Problem:
     def domain(self) -> Box:
         raise NotImplementedError(f"{type(self).__name__} must define the property 'domain'")
 
-    def residual(self, d: Derivatives) -> Field:
-        """The PDE residual, zero for the exact solution."""
+    def residual(self, d: Derivatives) -> Field | dict[str, Field] | tuple[Field, ...]:
+        """The PDE residual, zero for the exact solution: one (N,) tensor, or a system (a dict
+        name -> (N,) tensor, or a tuple), each equation its own loss term."""
         raise NotImplementedError(f"{type(self).__name__} must define residual(d)")
 
     def conditions(self) -> tuple[Condition, ...]:
@@ -131,15 +96,37 @@ class Problem:
         return ()
 
     def reference(self, points: Points) -> Field:
-        """The reference solution at (N, d) float64 points, as an (N,) float64 tensor."""
+        """The reference solution at (N, d) float64 points: an (N,) float64 tensor, or (N, F)
+        with one column per field (in ``fields`` order) for several fields."""
         raise NotImplementedError(f"{type(self).__name__} has no reference solution")
 
     def has_reference(self) -> bool:
         return type(self).reference is not Problem.reference
 
-    def evaluation_grid(self) -> EvaluationGrid:
-        """The grid on which the headline L2 relative error is measured."""
-        return uniform_grid(self.domain)
+    def evaluation_grid(self) -> EvaluationSet:
+        """The evaluation set on which the headline L2 relative error is measured (and the
+        fields saved and plotted): a uniform grid on a box
+        (:class:`~pinnsketch.pde.evaluation.EvaluationGrid`), the domain's own evaluation
+        points elsewhere (:meth:`~pinnsketch.pde.geometry.Domain.evaluation_points`: a grid
+        kept inside, boundary points and a triangulation). Override to give another grid or
+        point set."""
+        if isinstance(self.domain, Box):
+            return uniform_grid(self.domain)
+        return self.domain.evaluation_points(_points_per_axis(self.domain.dim))
+
+    def unknowns(self) -> dict[str, Unknown]:
+        """The unknown parameters (fields holding an Unknown), by name."""
+        return unknown_fields(self)
+
+    def true_values(self) -> dict[str, float]:
+        """The true values of unknown parameters where the problem knows them (it made its own
+        observations from them): reported beside the learnt values. None by default."""
+        return {}
+
+    def observations(self, seed: int) -> Observations | None:
+        """Observations the problem generates itself (a synthetic inverse problem), from
+        ``seed``; ``--data FILE`` replaces them. None by default."""
+        return None
 
     def parameters(self) -> dict[str, object]:
         """The PDE parameters (dataclass fields) by name."""

@@ -19,6 +19,7 @@ import typing
 from pathlib import Path
 
 from pinnsketch.pde.problem import Problem
+from pinnsketch.pde.unknowns import Unknown
 
 __all__ = ["builtin_problems", "load_problem_file", "resolve_problem", "make_problem",
            "parse_param_overrides", "problem_source", "load_problem_source", "file_digest"]
@@ -111,13 +112,25 @@ def resolve_problem(name_or_path: str) -> type[Problem]:
 
 
 def parse_param_overrides(items: list[str], flag: str = "--param") -> dict[str, str]:
-    """["nu=0.005", "L=2"] -> {"nu": "0.005", "L": "2"}; ``flag`` names the option in errors."""
-    out = {}
+    """["nu=0.005", "L=2"] -> {"nu": "0.005", "L": "2"}; ``flag`` names the option in errors.
+
+    Raises:
+        ValueError: an item that is not KEY=VALUE, or a key given twice (which value was
+            meant is not known; with ``unknown:`` values: a parameter declared unknown twice).
+    """
+    out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = value.strip()
+        key, value = key.strip(), value.strip()
+        if key in out:
+            both = (out[key], value)
+            what = ("declared unknown twice" if all(Unknown.parse(v) for v in both)
+                    else "given twice")
+            raise ValueError(f"{flag} {key} {what} ({key}={both[0]} and {key}={both[1]}); give "
+                             "it once")
+        out[key] = value
     return out
 
 
@@ -132,12 +145,25 @@ def make_problem(cls: type[Problem], overrides: dict[str, object] | None = None)
             valid = ", ".join(fields) or "none"
             raise ValueError(f"{cls.name} has no parameter {key!r}; its parameters: {valid}")
         kwargs[key] = _convert(raw, hints.get(key, str), key)
+        if isinstance(kwargs[key], Unknown) and float not in _types(hints.get(key, str)):
+            raise ValueError(f"{cls.name}: parameter {key!r} cannot be unknown: only float "
+                             "parameters are learnt")
     return cls(**kwargs)
+
+
+def _types(typ: object) -> tuple:
+    """The types a hint allows (``float | Unknown`` -> (float, Unknown))."""
+    args = typing.get_args(typ)
+    return args if args else (typ,)
 
 
 def _convert(raw: object, typ: object, key: str) -> object:
     if not isinstance(raw, str):
         return raw
+    unknown = Unknown.parse(raw)
+    if unknown is not None:
+        return unknown
+    typ = float if float in _types(typ) else typ
     try:
         if typ is bool:
             if raw.lower() in ("1", "true", "yes"):
