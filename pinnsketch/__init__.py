@@ -6,7 +6,14 @@ The public API: problems (``Problem``, domains, conditions), configurations, ``s
 from pinnsketch._version import __version__
 from pinnsketch.api import SolveResult, load_problem, resume, solve
 from pinnsketch.classification import ClassifyResult, classify
-from pinnsketch.config import ModelConfig, OptimConfig, RunConfig, SamplingConfig
+from pinnsketch.config import (
+    ModelConfig,
+    OptimConfig,
+    PhaseConfig,
+    RunConfig,
+    SamplingConfig,
+    WeightingConfig,
+)
 from pinnsketch.control import RankController
 from pinnsketch.pde.cole_hopf import cole_hopf_burgers
 from pinnsketch.pde.conditions import (
@@ -49,7 +56,8 @@ __all__ = [
     "Problem", "EvaluationGrid", "EvaluationPoints", "uniform_grid", "etdrk4_periodic",
     "Unknown", "Observations", "cole_hopf_burgers", "kovasznay_flow", "lshape_reference",
     "LSHAPE", "etdrk4_periodic_system",
-    "ModelConfig", "SamplingConfig", "OptimConfig", "RunConfig", "StorageConfig",
+    "ModelConfig", "SamplingConfig", "OptimConfig", "PhaseConfig", "WeightingConfig",
+    "RunConfig", "StorageConfig",
     "solve", "resume", "load_problem", "SolveResult", "TrainingDiverged",
     "classify", "ClassifyResult", "RankController",
 ]
