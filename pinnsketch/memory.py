@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import Tensor
 
+from pinnsketch.checks import is_int
 from pinnsketch.sketch import check_method, held_numel
 from pinnsketch.sketch.quantize import QUANT_BLOCK_ROWS, quant8_numbytes
 
@@ -124,7 +125,7 @@ def cuda_peak_bytes(device: torch.device | str | int | None = None) -> int | Non
 
 
 def _check_pos_int(name: str, v: object) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+    if not is_int(v) or v < 1:
         raise ValueError(f"{name}={v!r} must be an int >= 1")
     return v
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from pinnsketch.checks import is_int
 from pinnsketch.network import AffineInput, Dense, MLPTrunk, Network
 
 __all__ = ["MLP"]
@@ -35,7 +36,7 @@ class MLP(Network):
     def __init__(self, lo: tuple[float, ...], hi: tuple[float, ...], width: int = 50,
                  depth: int = 4, activation: str = "tanh", out_dim: int = 1,
                  generator: torch.Generator | None = None, dtype=torch.float32):
-        if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim < 1:
+        if not is_int(out_dim) or out_dim < 1:
             raise ValueError(f"out_dim must be a positive integer, got {out_dim!r}")
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         inputs = AffineInput(lo, hi, dtype)

@@ -129,17 +129,13 @@ class RunDirectory:
         except OSError as exc:
             raise OSError(f"cannot create output directory {str(out)!r}: "
                           f"{exc.strerror or exc}") from exc
-        rd = cls._locked(out)
-        try:
+        def clear(rd: RunDirectory) -> None:
             if overwrite:
                 for p in _own_files(out):
                     p.unlink()
                 rd.foreign = sorted(p.name for p in out.iterdir() if p.name != MARKER)
-            rd._write_marker()
-        except BaseException:
-            rd.close()
-            raise
-        return rd
+
+        return cls._claimed(out, clear)
 
     @classmethod
     def open(cls, path: str | Path) -> RunDirectory:
@@ -158,8 +154,16 @@ class RunDirectory:
         if not (is_run_directory(out) or (out / "config.json").is_file()):
             raise FileNotFoundError(f"{str(out)!r} is not a pinnsketch run directory (no "
                                     f"{MARKER} marker and no config.json); nothing to resume")
+        return cls._claimed(out)
+
+    @classmethod
+    def _claimed(cls, out: Path, prepare=None) -> RunDirectory:
+        """Lock ``out``, run ``prepare(rd)`` (if any) and write the marker; on any failure
+        the lock is released."""
         rd = cls._locked(out)
         try:
+            if prepare is not None:
+                prepare(rd)
             rd._write_marker()
         except BaseException:
             rd.close()

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from pinnsketch._types import Jets
+from pinnsketch.checks import is_real
 from pinnsketch.network.init import init_weight
 from pinnsketch.network.jets import linear_jets
 
@@ -44,7 +45,7 @@ class RWF:
     def __post_init__(self) -> None:
         for name in ("mu", "sigma"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if not is_real(v) or not math.isfinite(v):
                 raise ValueError(f"RWF {name}={v!r} must be a finite number (jaxpi: mu=1.0, "
                                  "sigma=0.1)")
         if self.sigma < 0:

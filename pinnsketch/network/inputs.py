@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from pinnsketch._types import Jets
 from pinnsketch.activations import get_activation
+from pinnsketch.checks import is_int, is_real
 from pinnsketch.network.jets import JetPlan, activation_jets, linear_jets
 
 __all__ = ["AffineInput", "FourierFeatures", "PeriodicEmbedding"]
@@ -84,10 +85,10 @@ class FourierFeatures(nn.Module):
     def __init__(self, in_features: int, count: int, sigma: float, trainable: bool = False, *,
                  generator: torch.Generator, dtype=torch.float32):
         super().__init__()
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        if not is_int(count) or count < 1:
             raise ValueError(f"Fourier features: count={count!r} must be an int >= 1 "
                              "(the number of frequencies), e.g. 128")
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) \
+        if not is_real(sigma) \
                 or not math.isfinite(sigma) or sigma <= 0:
             raise ValueError(f"Fourier features: sigma={sigma!r} must be a finite number > 0 "
                              "(the frequency scale), e.g. 1.0 to 10.0")
@@ -138,10 +139,10 @@ class PeriodicEmbedding(nn.Module):
         if not periodic:
             raise ValueError("PeriodicEmbedding needs at least one periodic coordinate")
         if len(set(periodic)) != len(periodic) or any(
-                isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < d for c in periodic):
+                not is_int(c) or not 0 <= c < d for c in periodic):
             raise ValueError(f"periodic coordinates {periodic} must be distinct indices in "
                              f"[0, {d})")
-        if isinstance(harmonics, bool) or not isinstance(harmonics, int) or harmonics < 1:
+        if not is_int(harmonics) or harmonics < 1:
             raise ValueError(f"periodic harmonics K={harmonics!r} must be an int >= 1")
         self.in_features, self.harmonics = d, harmonics
         self.periodic_coords = tuple(sorted(periodic))

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from pinnsketch._types import Jets, Points
 from pinnsketch.activations import Activation
+from pinnsketch.checks import is_int
 
 __all__ = ["CoordKey", "JetPlan", "coordinate_jets", "linear_jets", "activation_jets",
            "activation_order", "product_jets", "function_jets"]
@@ -68,7 +69,7 @@ class JetPlan:
     seconds: tuple[tuple[int, int], ...]
 
     def __post_init__(self) -> None:
-        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1:
+        if not is_int(self.dim) or self.dim < 1:
             raise ValueError(f"JetPlan.dim must be a positive int, got {self.dim!r}")
         if tuple(sorted(set(self.firsts))) != tuple(self.firsts):
             raise ValueError(f"JetPlan.firsts must be sorted and distinct, got {self.firsts}")

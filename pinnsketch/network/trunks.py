@@ -25,6 +25,7 @@ from torch import nn
 
 from pinnsketch._types import Jets
 from pinnsketch.activations import Activation, get_activation
+from pinnsketch.checks import is_int
 from pinnsketch.network.dense import RWF, make_dense
 from pinnsketch.network.jets import JetPlan, activation_jets, product_jets
 from pinnsketch.network.program import (
@@ -45,7 +46,7 @@ ARCHITECTURES = ("mlp", "modified")
 
 
 def _check_size(name: str, v: object) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+    if not is_int(v) or v < 1:
         raise ValueError(f"{name} must be a positive integer, got {v!r}")
     return v
 

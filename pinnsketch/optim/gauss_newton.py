@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from pinnsketch.checks import is_int
 from pinnsketch.optim.line_search import Objective, as_objective
 from pinnsketch.optim.protocol import OptimizerState, ResidualJacobian, StepInfo, check_start
 from pinnsketch.optim.quasi_newton import DEFAULT_DENSE_LIMIT_BYTES, check_dense_bytes
@@ -97,7 +98,7 @@ class LevenbergMarquardt:
     def __post_init__(self) -> None:
         if not (isinstance(self.tau0, (int, float)) and self.tau0 > 0 and math.isfinite(self.tau0)):
             raise ValueError(f"tau0 must be a finite number > 0, got {self.tau0!r}; e.g. 1e-3")
-        if isinstance(self.max_tries, bool) or not isinstance(self.max_tries, int) \
+        if not is_int(self.max_tries) \
                 or self.max_tries < 1:
             raise ValueError(f"max_tries must be an int >= 1, got {self.max_tries!r}")
 

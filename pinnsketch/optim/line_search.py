@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pinnsketch.checks import is_int
+
 __all__ = ["Objective", "LineSearchResult", "StrongWolfe", "as_objective",
            "NOT_DESCENT", "MAX_EVALUATIONS", "INTERVAL_TOO_SMALL", "NON_FINITE", "STEP_LIMIT"]
 
@@ -126,7 +128,7 @@ class StrongWolfe:
                 and 0.0 < self.c1 < self.c2 < 1.0):
             raise ValueError(f"line search constants must satisfy 0 < c1 < c2 < 1, got "
                              f"c1={self.c1!r}, c2={self.c2!r}; e.g. c1=1e-4, c2=0.9")
-        if isinstance(self.max_evaluations, bool) or not isinstance(self.max_evaluations, int) \
+        if not is_int(self.max_evaluations) \
                 or self.max_evaluations < 1:
             raise ValueError(f"max_evaluations must be an int >= 1, got {self.max_evaluations!r}")
         if not (isinstance(self.max_step, (int, float)) and self.max_step > 0

@@ -52,6 +52,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from pinnsketch.checks import is_int
 from pinnsketch.optim.line_search import LineSearchResult, Objective, StrongWolfe, as_objective
 from pinnsketch.optim.protocol import OptimizerState, StepInfo, check_start
 
@@ -70,7 +71,7 @@ def dense_bytes(num_params: int) -> int:
     >>> dense_bytes(1000)
     8000000
     """
-    if isinstance(num_params, bool) or not isinstance(num_params, int) or num_params < 1:
+    if not is_int(num_params) or num_params < 1:
         raise ValueError(f"num_params must be an int >= 1, got {num_params!r}")
     return 8 * num_params * num_params
 
@@ -239,7 +240,7 @@ class DenseQuasiNewton:
         for name in ("initial_scaling", "inplace"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, int) \
+        if not is_int(self.max_bytes) \
                 or self.max_bytes < 8:
             raise ValueError(f"max_bytes must be an int >= 8, got {self.max_bytes!r}")
 
@@ -391,7 +392,7 @@ class LBFGS:
     skip_eps: float = 1e-10
 
     def __post_init__(self) -> None:
-        if isinstance(self.history, bool) or not isinstance(self.history, int) or self.history < 1:
+        if not is_int(self.history) or self.history < 1:
             raise ValueError(f"history must be an int >= 1, got {self.history!r}")
         _check_eps(self.skip_eps)
 

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from pinnsketch._types import Points
+from pinnsketch.checks import is_int
 
 __all__ = ["rad_probabilities", "rad_sample"]
 
@@ -94,7 +95,7 @@ def rad_sample(points: Points, residuals: Tensor, n: int, k: float = 1.0, c: flo
     if residuals.numel() != points.shape[0]:
         raise ValueError(f"{residuals.numel()} residuals for {points.shape[0]} pool points; "
                          "give one residual per point")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if not is_int(n) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
     if not replace and n > points.shape[0]:
         raise ValueError(f"cannot draw n={n} distinct points from a pool of {points.shape[0]}; "

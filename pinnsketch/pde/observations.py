@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from pinnsketch._types import Points
+from pinnsketch.checks import is_real
 
 __all__ = ["Observations", "load_observations", "DATA_SUFFIXES"]
 
@@ -85,7 +86,7 @@ class Observations:
             if name not in vals:
                 raise ValueError(f"{self.source}: a noise level for {name!r}, which is not "
                                  f"observed; observed fields: {', '.join(vals)}")
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not (
+            if not is_real(s) or not (
                     math.isfinite(s) and s > 0):
                 raise ValueError(f"{self.source}: the noise level of {name!r} must be a finite "
                                  f"number > 0, got {s!r}")

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from pinnsketch.checks import is_real
+
 __all__ = ["Unknown", "UnknownValueError", "UnknownParameters", "unknown_fields", "with_values",
            "with_guesses"]
 
@@ -73,7 +75,7 @@ class Unknown:
 
     def __post_init__(self) -> None:
         g = self.guess
-        if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g):
+        if not is_real(g) or not math.isfinite(g):
             raise ValueError(f"Unknown: the initial guess must be a finite number, got {g!r}")
         if not isinstance(self.positive, bool):
             raise ValueError(f"Unknown: positive must be True or False, got {self.positive!r}")

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pinnsketch.checks import is_int
+
 __all__ = ["GradNormBalancing", "GradNormState", "causal_weights", "slice_losses",
            "ResidualBasedAttention"]
 
@@ -84,7 +86,7 @@ class GradNormBalancing:
 
     def __post_init__(self) -> None:
         _unit_interval("GradNormBalancing", "alpha", self.alpha)
-        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+        if not is_int(self.every) or self.every < 1:
             raise ValueError(f"GradNormBalancing: every must be an int >= 1, got {self.every!r}")
 
     def init(self, terms) -> GradNormState:
@@ -121,7 +123,7 @@ def slice_losses(times: Tensor, residuals: Tensor, t0: float, t1: float, slices:
     >>> slice_losses(torch.tensor([0.1, 0.2, 0.9]), torch.tensor([1.0, 3.0, 2.0]), 0, 1, 2)
     tensor([5., 4.])
     """
-    if isinstance(slices, bool) or not isinstance(slices, int) or slices < 1:
+    if not is_int(slices) or slices < 1:
         raise ValueError(f"slices must be an int >= 1, got {slices!r}")
     if not t1 > t0:
         raise ValueError(f"need t1 > t0, got [{t0}, {t1}]")
@@ -181,7 +183,7 @@ class ResidualBasedAttention:
         _positive("ResidualBasedAttention", "init_weight", self.init_weight, allow_zero=True)
 
     def init(self, num_points: int, dtype=torch.float64) -> Tensor:
-        if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 1:
+        if not is_int(num_points) or num_points < 1:
             raise ValueError(f"num_points must be an int >= 1, got {num_points!r}")
         return torch.full((num_points,), float(self.init_weight), dtype=dtype)
 
