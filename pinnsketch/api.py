@@ -268,10 +268,10 @@ def _build_task(problem, config, model, sampling, optim, storage, run,
                 controller=None, cluster: Cluster | None = None,
                 observations: Observations | None = None) -> PINNTask:
     cluster = cluster or current()
-    if any(p.optimizer == "lm" for p in optim.phases):
-        raise ValueError("optimizer 'lm' (Levenberg-Marquardt) needs the per-point residual "
-                         "Jacobian, which the PINN task does not provide yet; use lbfgs, bfgs, "
-                         "ssbfgs or ssbroyden")
+    if cluster.active and any(p.optimizer == "lm" for p in optim.phases):
+        raise ValueError("optimizer 'lm' (Levenberg-Marquardt) runs in one process: its "
+                         "Jacobian rows are not summed over processes; use ssbroyden, ssbfgs, "
+                         "bfgs or lbfgs under torchrun")
     if run.threads:
         torch.set_num_threads(run.threads)
     if run.device.startswith("cuda") and not torch.cuda.is_available():

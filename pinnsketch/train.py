@@ -481,6 +481,11 @@ class _SecondOrderPhase(_Phase):
         loss = terms["loss"]
         return (loss if math.isfinite(loss) else math.inf), g
 
+    def _rj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The residual vector and its Jacobian at x on the phase's batch."""
+        self._set(x)
+        return self.task.residual_jacobian(self.batch)
+
     def _refine(self) -> None:
         """Every ``task.refine_every`` iterations: a new batch (RAD), the same point x and
         curvature information, the objective's new value and gradient there."""
@@ -497,7 +502,10 @@ class _SecondOrderPhase(_Phase):
     def compute(self):
         self._refine()
         self._seen.clear()
-        new, info = self.opt.step(self.state, self._fg)
+        if self.opt.needs_jacobian:  # Gauss-Newton: the residuals' Jacobian as well
+            new, info = self.opt.step(self.state, self._fg, self._rj)
+        else:
+            new, info = self.opt.step(self.state, self._fg)
         _check_finite(info.loss, f"{self.name} iteration {self.state.iteration + 1}")
         terms = next((t for x, t in reversed(self._seen) if torch.equal(x, new.x)), None)
         return new, info, terms

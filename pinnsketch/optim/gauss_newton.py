@@ -91,6 +91,8 @@ class LevenbergMarquardt:
     True
     """
 
+    needs_jacobian: ClassVar[bool] = True  # step(state, fg, rj) (protocol module doc)
+
     tau0: float = 1e-3
     max_tries: int = 30
     max_bytes: int = DEFAULT_DENSE_LIMIT_BYTES

@@ -3,7 +3,7 @@
 An optimizer is an immutable policy object with
 
     init(x, f, g) -> state
-    step(state, fg) -> (state, info)           (a Gauss-Newton method: step(state, fg, rj))
+    step(state, fg) -> (state, info)           (``needs_jacobian``: step(state, fg, rj))
 
 where ``x`` is the flat float64 parameter vector, ``fg(x) -> (f, g)`` returns the loss (a
 float or 0-d tensor) and its flat float64 gradient, and ``rj(x) -> (r, J)`` the residual
@@ -126,6 +126,8 @@ class OptimizerState:
 
 class Optimizer(Protocol):
     """What a training phase needs of an optimizer (see the module docstring)."""
+
+    needs_jacobian: ClassVar[bool]  # True: step(state, fg, rj)
 
     def init(self, x: Tensor, f: float, g: Tensor) -> OptimizerState: ...
 

@@ -225,6 +225,8 @@ class DenseQuasiNewton:
     (True, True)
     """
 
+    needs_jacobian: ClassVar[bool] = False  # step(state, fg)
+
     update: str = "bfgs"
     search: Any = field(default_factory=StrongWolfe)
     skip_eps: float = 1e-10
@@ -387,6 +389,8 @@ class LBFGS:
     (True, True)
     """
 
+    needs_jacobian: ClassVar[bool] = False  # step(state, fg)
+
     history: int = 50
     search: Any = field(default_factory=StrongWolfe)
     skip_eps: float = 1e-10
@@ -470,9 +474,9 @@ def lbfgs(history: int = 50, **kw: Any) -> LBFGS:
     return LBFGS(history=history, **kw)
 
 
-def fit_dense(optimizer: DenseQuasiNewton | LBFGS, num_params: int,
-              fallback: LBFGS | None = None) -> tuple[DenseQuasiNewton | LBFGS, str]:
-    """``optimizer`` if its dense matrix fits ``optimizer.max_bytes``, else ``fallback``.
+def fit_dense(optimizer, num_params: int, fallback: LBFGS | None = None) -> tuple[Any, str]:
+    """``optimizer`` if its dense P x P matrix (a dense quasi-Newton method's inverse Hessian,
+    Levenberg-Marquardt's J^T J) fits ``optimizer.max_bytes``, else ``fallback``.
 
     Returns (the optimizer to use, a sentence saying what was chosen and why; "" when the
     requested one fits or is not dense).
@@ -485,14 +489,14 @@ def fit_dense(optimizer: DenseQuasiNewton | LBFGS, num_params: int,
     >>> opt.name, why.split(";")[0]
     ('lbfgs', 'bfgs on P=1000 parameters would hold 0.008 GB (8 P^2 bytes) > the limit 0.001 GB')
     """
-    if not isinstance(optimizer, DenseQuasiNewton):
+    if isinstance(optimizer, LBFGS):  # the one method without a P x P matrix
         return optimizer, ""
     need = dense_bytes(num_params)
     if need <= optimizer.max_bytes:
         return optimizer, ""
     if fallback is None:
         check_dense_bytes(num_params, optimizer.max_bytes)
-    why = (f"{optimizer.update} on P={num_params} parameters would hold {need / 1e9:.3g} GB "
+    why = (f"{optimizer.name} on P={num_params} parameters would hold {need / 1e9:.3g} GB "
            f"(8 P^2 bytes) > the limit {optimizer.max_bytes / 1e9:.3g} GB; using L-BFGS "
            f"(history {fallback.history}) instead")
     return fallback, why

@@ -23,6 +23,9 @@ class Task(Protocol):
       weights); ``saved`` (plain data) rebuilds the same batch when a run resumes.
     - ``backward(batch)``: accumulate into ``.grad`` the gradient of the weighted loss on the
       batch (possibly in chunks) and return the loss terms as floats, including ``"loss"``.
+    - ``residual_jacobian(batch) -> (r, J)``: the residual vector (M,) with loss = ||r||^2 and
+      its Jacobian (M, P) in the parameters, float64, for a Gauss-Newton-type phase
+      (``lm``); a task without least-squares structure raises ValueError.
     - ``evaluate()``: headline metrics as floats (e.g. ``l2_relative_error``).
     - ``set_dtype(dtype)``: move model and future batches to a float type (for L-BFGS).
     - ``held_bytes`` / ``held_bytes_per_point``: bytes held for backward at the last
@@ -44,6 +47,8 @@ class Task(Protocol):
     def sample(self, index: int) -> Any: ...
 
     def backward(self, batch: Any) -> dict[str, float]: ...
+
+    def residual_jacobian(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def evaluate(self) -> dict[str, float]: ...
 

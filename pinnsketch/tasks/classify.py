@@ -276,6 +276,10 @@ class ClassificationTask:
     def refine(self, index: int, saved=None):
         raise NotImplementedError("classification has no second-order phase to refine")
 
+    def residual_jacobian(self, batch: ImageBatch):
+        raise ValueError("classification trains with Adam only: a cross-entropy loss has no "
+                         "residual Jacobian for a Gauss-Newton phase")
+
     def enter_phase(self, phase: str) -> list[str]:
         """Classification trains with Adam only: nothing changes between phases."""
         return []

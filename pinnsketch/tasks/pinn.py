@@ -58,6 +58,7 @@ from pinnsketch.pde.unknowns import (
 from pinnsketch.seeds import derive_seed
 from pinnsketch.storage import StorageConfig, make_engine
 from pinnsketch.tasks.adaptive_weights import AdaptiveWeights
+from pinnsketch.tasks.jacobian import residual_jacobian
 from pinnsketch.tasks.rank_driver import RankDriver
 
 __all__ = ["PINNTask", "PINNBatch"]
@@ -662,6 +663,11 @@ class PINNTask:
         for p in params:
             p.grad = None
         return norms
+
+    def residual_jacobian(self, batch: PINNBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(r, J) with loss = ||r||^2 on ``batch`` and J = dr/dtheta, float64, for a
+        Gauss-Newton-type phase (:func:`pinnsketch.tasks.jacobian.residual_jacobian`)."""
+        return residual_jacobian(self, batch)
 
     def pde_loss(self, terms: dict[str, float]) -> float:
         """The PDE residual's part of ``terms``: the "pde" term, or the sum of a system's."""
