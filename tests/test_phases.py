@@ -158,3 +158,14 @@ def test_bad_schedules_are_refused_before_any_work(tmp_path, capsys, argv, messa
     assert main(["solve", "heat", "--out", str(out), "--quiet", *argv]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_levenberg_marquardt_is_refused_under_data_parallelism():
+    """Its Jacobian rows are not summed over processes: refused before any work."""
+    from pinnsketch.api import _build_task
+    from pinnsketch.distributed import Cluster
+
+    optim = OptimConfig(phases=(PhaseConfig("adam", 2), PhaseConfig("lm", 2)))
+    with pytest.raises(ValueError, match="'lm' .* runs in one process"):
+        _build_task(load_problem("heat"), {}, TINY["model"], TINY["sampling"], optim,
+                    StorageConfig(), RunConfig(), cluster=Cluster(rank=0, world_size=2))
