@@ -20,7 +20,6 @@ from pinnsketch import (
     interval,
     space_time,
 )
-from pinnsketch.checks import is_int
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ class BurgersInverse(Problem):
         if not self.noise >= 0:
             raise ValueError(f"burgers_inverse: noise must be >= 0 (a fraction of the solution's "
                              f"standard deviation), got {self.noise}")
-        if not is_int(self.n_obs) or self.n_obs < 1:
+        if isinstance(self.n_obs, bool) or not isinstance(self.n_obs, int) or self.n_obs < 1:
             raise ValueError(f"burgers_inverse: n_obs must be a whole number >= 1, got "
                              f"{self.n_obs!r}")
 

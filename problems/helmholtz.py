@@ -9,7 +9,6 @@ from typing import ClassVar
 import torch
 
 from pinnsketch import Dirichlet, Problem, rectangle
-from pinnsketch.checks import is_int
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class Helmholtz(Problem):
     def validate(self) -> None:
         for name in ("a1", "a2"):
             a = getattr(self, name)
-            if not is_int(a) or a < 1:
+            if isinstance(a, bool) or not isinstance(a, int) or a < 1:
                 raise ValueError(f"helmholtz: {name} must be a whole number >= 1, got {a!r}")
 
     @property

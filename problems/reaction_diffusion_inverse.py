@@ -22,7 +22,6 @@ from pinnsketch import (
     interval,
     space_time,
 )
-from pinnsketch.checks import is_int
 
 MODES = 128
 DT = 1e-3
@@ -101,7 +100,7 @@ class ReactionDiffusionInverse(Problem):
                                  f"{getattr(self, name)}")
         if not self.noise >= 0:
             raise ValueError(f"reaction_diffusion_inverse: noise must be >= 0, got {self.noise}")
-        if not is_int(self.n_obs) or self.n_obs < 1:
+        if isinstance(self.n_obs, bool) or not isinstance(self.n_obs, int) or self.n_obs < 1:
             raise ValueError(f"reaction_diffusion_inverse: n_obs must be a whole number >= 1, "
                              f"got {self.n_obs!r}")
 

@@ -9,7 +9,6 @@ from typing import ClassVar
 import torch
 
 from pinnsketch import Dirichlet, Initial, InitialVelocity, Problem, interval, space_time
-from pinnsketch.checks import is_int
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class Wave(Problem):
     def validate(self) -> None:
         if not self.c > 0:
             raise ValueError(f"wave: c must be > 0 (the wave speed), got {self.c}")
-        if not is_int(self.a) or self.a < 1:
+        if isinstance(self.a, bool) or not isinstance(self.a, int) or self.a < 1:
             raise ValueError(f"wave: a must be a whole number >= 1 (the second mode's index), "
                              f"got {self.a!r}")
 
