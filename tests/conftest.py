@@ -10,3 +10,16 @@ def tiny_args() -> list[str]:
     """CLI options for a tiny network and a few hundred points (no L-BFGS, quiet)."""
     return ["--width", "8", "--depth", "2", "--collocation", "100", "--boundary-points", "10",
             "--initial-points", "10", "--lbfgs-steps", "0", "--quiet"]
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (tiny matrices: more threads only contend on a shared
+    machine); the previous count is restored. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -43,12 +43,7 @@ MODEL = ModelConfig(width=8, depth=2)
 SAMPLING = SamplingConfig(collocation=64, boundary=16, initial=16)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @dataclass(frozen=True)

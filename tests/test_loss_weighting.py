@@ -27,12 +27,7 @@ F64 = torch.float64
 ROUNDOFF = 1e-12
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _task(weighting: WeightingConfig) -> PINNTask:

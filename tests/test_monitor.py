@@ -12,14 +12,7 @@ import torch
 from pinnsketch.model import MLP
 from pinnsketch.sketch.monitor import GradientMonitor, exact_norm, exact_stable_rank
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: multi-threaded BLAS only adds contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def with_spectrum(m, n, sigma, seed=0, dtype=torch.float64):

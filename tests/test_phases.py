@@ -26,12 +26,7 @@ TINY = dict(model=ModelConfig(width=6, depth=2),
             sampling=SamplingConfig(collocation=64, boundary=8, initial=8))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _solve(out, phases, sampling=None, storage=None, **optim):

@@ -22,12 +22,7 @@ TINY = ["--width", "6", "--depth", "2", "--collocation", "64", "--boundary-point
         "--initial-points", "8", "--quiet", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(out: Path, *extra: str, steps: int = 4) -> int:

@@ -38,12 +38,7 @@ TINY = dict(model=ModelConfig(width=8, depth=2), sampling=SamplingConfig(colloca
                                                                          boundary=16, initial=16))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @dataclass(frozen=True)
