@@ -9,12 +9,13 @@ only differences are round-off in sums of a few hundred terms (allowed: 1e-12 re
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from pinnsketch import load_problem
+from pinnsketch import PointData, load_problem
 from pinnsketch.config import ModelConfig, OptimConfig, SamplingConfig
-from pinnsketch.pde.equations import PDE
 from pinnsketch.storage import StorageConfig
 from pinnsketch.tasks.pinn import PINNTask
 
@@ -33,9 +34,28 @@ CASES = {
 }
 
 
+def _with_point_data(problem):
+    """The problem with one more condition: u given at five points (PointData looks each
+    evaluated point up among its own, which may not run point by point under vmap)."""
+    base = type(problem)
+    pts = [[0.2, 0.1], [0.4, 0.3], [0.6, 0.5], [0.8, 0.7], [0.5, 0.9]]
+
+    @dataclasses.dataclass(frozen=True)
+    class WithData(base):
+        def conditions(self):
+            return (*base.conditions(self), PointData(points=pts, values=[0.1, 0.2, 0.3, 0.2, 0.1],
+                                                      name="measured"))
+
+    WithData.name = base.name
+    return WithData(**{f.name: getattr(problem, f.name) for f in dataclasses.fields(problem)})
+
+
 def _task(case: str) -> PINNTask:
     name, params, model = CASES[case]
-    task = PINNTask(load_problem(name, **params), model,
+    problem = load_problem(name, **params)
+    if case == "heat with PointData":
+        problem = _with_point_data(problem)
+    task = PINNTask(problem, model,
                     SamplingConfig(collocation=9, boundary=4, initial=4),
                     OptimConfig(steps=1, lbfgs_steps=0), StorageConfig(policy="autograd"),
                     seed=1, dtype=F64)
@@ -44,6 +64,23 @@ def _task(case: str) -> PINNTask:
         for p in task.model.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=F64))
     return task
+
+
+def test_a_problem_with_point_data_trains_and_lm_names_what_it_cannot_do(tmp_path):
+    """A PointData condition (a lookup of each point among its data, by a k-d tree) is usable
+    in a problem, and trains; under torch.func its lookup cannot run, so the LM Jacobian is
+    refused with a message naming the set and the optimizers that remain."""
+    CASES["heat with PointData"] = ("heat", {"hard": False}, ModelConfig(width=5, depth=2))
+    try:
+        task = _task("heat with PointData")
+    finally:
+        del CASES["heat with PointData"]
+    assert "measured" in task.set_names
+    batch = task.sample(0)
+    task.model.zero_grad()
+    assert torch.isfinite(torch.tensor(task.backward(batch)["measured"]))
+    with pytest.raises(ValueError, match="set 'measured' for optimizer 'lm'.*use ssbroyden"):
+        task.residual_jacobian(batch)
 
 
 def _rows_by_autograd(task: PINNTask, batch) -> torch.Tensor:
@@ -64,12 +101,18 @@ def _rows_by_autograd(task: PINNTask, batch) -> torch.Tensor:
 
 
 def _order_by_point(task: PINNTask, batch, J: torch.Tensor) -> torch.Tensor:
-    """residual_jacobian orders the interior rows point by point (its terms interleaved);
-    reorder them term by term, as the oracle has them."""
-    n = batch.sets[PDE][0].shape[0]
-    t = sum(1 for name in task.term_names if name == PDE or name.startswith(PDE + ":"))
-    pde = J[: n * t].reshape(n, t, -1).transpose(0, 1).reshape(n * t, -1)
-    return torch.cat([pde, J[n * t:]])
+    """residual_jacobian orders the rows of a set point by point (its terms interleaved: a
+    system's equations, the data's fields); reorder them term by term, as the oracle has them."""
+    blocks, start = [], 0
+    for name in task.set_names:
+        pts, aux = batch.sets[name]
+        terms = task._terms(name, pts.to(F64), aux.to(F64))
+        t, m = len(terms), next(iter(terms.values())).numel()
+        block = J[start: start + t * m]
+        blocks.append(block.reshape(m, t, -1).transpose(0, 1).reshape(t * m, -1))
+        start += t * m
+    assert start == J.shape[0]
+    return torch.cat(blocks)
 
 
 @pytest.mark.parametrize("case", CASES)

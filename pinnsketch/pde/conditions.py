@@ -86,6 +86,11 @@ class Condition:
     def label(self) -> str:
         return self.name or type(self).__name__.lower()
 
+    def probe_points(self, domain) -> Points:
+        """A few points at which :meth:`residual` can run (to find the derivatives it reads,
+        before any training): by default one point at 0.5 in every coordinate."""
+        return torch.full((1, domain.dim), 0.5, dtype=torch.float64)
+
     def field_of(self, d: Derivatives) -> str:
         """The field this condition constrains among ``d.fields``.
 
@@ -293,6 +298,10 @@ class PointData(Condition):
                              f"(first: {first})")
         pts = self.points.to(dtype)
         return ConditionPoints(pts, torch.zeros_like(pts))
+
+    def probe_points(self, domain) -> Points:
+        """Its first data point: the residual runs only at data points."""
+        return self.points[:1].to(torch.float64)
 
     def data_values(self, points: Points) -> Field:
         """The given value at each of ``points`` (which must be data points)."""

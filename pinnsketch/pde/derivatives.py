@@ -213,9 +213,10 @@ def autograd_derivatives(domain: Box, points: Points, u_fn: Callable[[Points], T
 class _Recorder(Derivatives):
     __slots__ = ("seen",)
 
-    def __init__(self, domain: Box, fields: Sequence[str]):
-        probe = torch.full((1, domain.dim), 0.5, dtype=torch.float64)
-        super().__init__(domain, probe, lambda key: torch.full((1,), 0.5, dtype=torch.float64),
+    def __init__(self, domain: Box, fields: Sequence[str], probe: Tensor | None = None):
+        probe = torch.full((1, domain.dim), 0.5, dtype=torch.float64) if probe is None else probe
+        n = probe.shape[0]
+        super().__init__(domain, probe, lambda key: torch.full((n,), 0.5, dtype=torch.float64),
                          fields)
         self.seen: set[DerivativeKey] = set()
 
@@ -226,22 +227,26 @@ class _Recorder(Derivatives):
 
 
 def record_derivatives(fns: Iterable[Callable[[Derivatives], Tensor]], domain: Box,
-                       fields: Sequence[str] = ("u",)) -> set[DerivativeKey]:
-    """The derivative keys that the functions read, exactly (found by running them once).
+                       fields: Sequence[str] = ("u",), probe: Tensor | None = None
+                       ) -> set[DerivativeKey]:
+    """The derivative keys that the functions read, exactly (found by running them once at
+    ``probe`` (n, d), default one point at 0.5 in every coordinate).
 
     Raises:
         AttributeError: a function reads a name that is not a declared field, a derivative
             of one, ``laplacian`` or a coordinate (the message lists the valid names).
     """
-    rec = _Recorder(domain, fields)
+    rec = _Recorder(domain, fields, probe)
     for fn in fns:
         fn(rec)
     return rec.seen
 
 
 def required_derivatives(fns: Iterable[Callable[[Derivatives], Tensor]], domain: Box,
-                         fields: Sequence[str] = ("u",)) -> tuple[DerivativeKey, ...]:
-    """The derivative keys that the residual functions read, plus every field's value.
+                         fields: Sequence[str] = ("u",), probe: Tensor | None = None
+                         ) -> tuple[DerivativeKey, ...]:
+    """The derivative keys that the residual functions read (run at ``probe``, as for
+    :func:`record_derivatives`), plus every field's value.
 
     Sorted by field (in ``fields`` order), then order, then coordinates.
 
@@ -250,5 +255,5 @@ def required_derivatives(fns: Iterable[Callable[[Derivatives], Tensor]], domain:
     (('u', ()), ('u', (1,)), ('u', (0, 0)))
     """
     fields = tuple(fields)
-    seen = record_derivatives(fns, domain, fields) | {(f, ()) for f in fields}
+    seen = record_derivatives(fns, domain, fields, probe) | {(f, ()) for f in fields}
     return tuple(sorted(seen, key=lambda k: (fields.index(k[0]), len(k[1]), k[1])))

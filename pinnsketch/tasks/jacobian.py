@@ -11,8 +11,10 @@ derivatives) of the network's plain forward pass, so the problem's own residual 
 on them unchanged and reverse mode over the parameters (jacrev) gives J. The interior
 residual at x_i depends on x_i alone, so its rows are per-example gradients: vmap over the
 points of jacrev of one point's residuals, O(N P) work (the per-sample-gradient recipe of
-torch.func; Goodfellow, arXiv 1510.01799, 2015). A condition or data set is small and may pair
-its points (``Periodic``), so its rows come from jacrev of the whole set at once.
+torch.func; Goodfellow, arXiv 1510.01799, 2015). So are the rows of a condition or of the
+data, except where a residual pairs points (``Periodic``) or cannot run point by point under
+vmap (e.g. a lookup in ``PointData``): those sets are small and come from jacrev of the
+whole set at once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacfwd, jacrev, vmap
 
+from pinnsketch.pde.conditions import Periodic
 from pinnsketch.pde.derivatives import Derivatives
 from pinnsketch.pde.equations import PDE
 
@@ -91,28 +94,53 @@ def residual_jacobian(task: PINNTask, batch: PINNBatch, chunk: int = 1024
         def residuals(p, x, a, module=module):
             return functional_call(module, p, (x, a))
 
+        paired = name != PDE and name != "data" and isinstance(
+            task.conditions[task.set_names.index(name) - 1], Periodic)
         try:
-            if name == PDE:
-                def one(p, x, a, residuals=residuals):
-                    return residuals(p, x.unsqueeze(0), a.unsqueeze(0))
-
-                for part_p, part_a in zip(pts.split(chunk), aux.split(chunk)):
-                    x, a = part_p.to(dev, dtype), part_a.to(dev, dtype)
-                    r = vmap(one, in_dims=(None, 0, 0))(params, x, a)  # (n, T)
-                    jac = vmap(jacrev(one), in_dims=(None, 0, 0))(params, x, a)
-                    rows_r.append(r.reshape(-1))
-                    rows_j.append(_flat(jac, r.numel(), trained))
-            else:
-                x, a = pts.to(dev, dtype), aux.to(dev, dtype)
-                r = residuals(params, x, a)
-                rows_r.append(r.reshape(-1))
-                rows_j.append(_flat(jacrev(residuals)(params, x, a), r.numel(), trained))
+            try:
+                if paired:  # its residual compares a point with its image: the set at once
+                    raise _WholeSet
+                r, jac = _per_point(residuals, params, pts, aux, chunk, dev, dtype, trained)
+            except _WholeSet:
+                r, jac = _whole_set(residuals, params, pts, aux, dev, dtype, trained)
+            except (RuntimeError, NotImplementedError):
+                if name == PDE:  # the interior set is too large for the whole-set route
+                    raise
+                r, jac = _whole_set(residuals, params, pts, aux, dev, dtype, trained)
         except (RuntimeError, NotImplementedError) as exc:
             raise ValueError(f"{task.problem.name}: the residual Jacobian of set {name!r} for "
                              f"optimizer 'lm' could not be formed with torch.func ({exc}); the "
                              "problem's code may call .item() or branch on values: use "
                              "ssbroyden, ssbfgs, bfgs or lbfgs") from None
+        rows_r.append(r)
+        rows_j.append(jac)
     return (torch.cat(rows_r).double(), torch.cat(rows_j).double())
+
+
+class _WholeSet(Exception):
+    """A set whose residuals pair its points: differentiate it whole."""
+
+
+def _per_point(residuals, params, pts, aux, chunk, dev, dtype, trained):
+    """Rows point by point (vmap of jacrev over one point's residuals), in chunks: O(n P)."""
+    def one(p, x, a):
+        return residuals(p, x.unsqueeze(0), a.unsqueeze(0))
+
+    rs, js = [], []
+    for part_p, part_a in zip(pts.split(chunk), aux.split(chunk)):
+        x, a = part_p.to(dev, dtype), part_a.to(dev, dtype)
+        r = vmap(one, in_dims=(None, 0, 0))(params, x, a)  # (n, T)
+        rs.append(r.reshape(-1))
+        js.append(_flat(vmap(jacrev(one), in_dims=(None, 0, 0))(params, x, a), r.numel(),
+                        trained))
+    return torch.cat(rs), torch.cat(js)
+
+
+def _whole_set(residuals, params, pts, aux, dev, dtype, trained):
+    """Rows of a whole (small) set by jacrev of its residual vector: O(n^2) work."""
+    x, a = pts.to(dev, dtype), aux.to(dev, dtype)
+    r = residuals(params, x, a).reshape(-1)
+    return r, _flat(jacrev(residuals)(params, x, a), r.numel(), trained)
 
 
 def _flat(jac: dict[str, torch.Tensor], rows: int, trained: list[bool]) -> torch.Tensor:

@@ -140,8 +140,7 @@ class PINNTask:
                 raise ValueError(f"{problem.name}: condition name {c.label!r} contains ':', "
                                  "which names the terms of a system and of the data "
                                  "(pde:<equation>, data:<field>); rename the condition")
-        zeros = torch.zeros(1, self.domain.dim, dtype=torch.float64)
-        self._check_fields_read(problem, conditions, zeros)
+        self._check_fields_read(problem, conditions)
         self.model = self._network(model, problem, seed, dtype).to(self.device)
         self.conditions, self.notes = self._conditions_left(problem, conditions)
         self.equations = self._equation_names()
@@ -166,9 +165,8 @@ class PINNTask:
         # Conditions and observations hold few points: they use the exact nested-autograd engine.
         cond_storage = StorageConfig(policy="autograd")
         for cond in self.conditions:
-            keys = _user_code(problem, f"condition {cond.label!r}", lambda c=cond: (
-                required_derivatives([lambda d: c.residual(d, zeros)], self.domain,
-                                     self.fields)))
+            keys = _user_code(problem, f"condition {cond.label!r}",
+                              lambda c=cond: self._condition_keys(c))
             self.engines[cond.label] = make_engine(self.model, self.domain, keys, cond_storage)
         if self.observations is not None:
             self.engines["data"] = make_engine(self.model, self.domain,
@@ -343,12 +341,24 @@ class PINNTask:
                              "the L2 error could not be measured")
         return ref, None
 
-    def _check_fields_read(self, problem: Problem, conditions, zeros) -> None:
+    def _condition_keys(self, cond: Condition, record=required_derivatives):
+        """The derivative keys of a condition's residual, run once at its probe points:
+        ``record`` is :func:`required_derivatives` (the keys its engine computes) or
+        :func:`record_derivatives` (exactly those it reads)."""
+        probe = cond.probe_points(self.domain)
+        return record([lambda d: cond.residual(d, torch.zeros_like(probe))], self.domain,
+                      self.fields, probe)
+
+    def _check_fields_read(self, problem: Problem, conditions) -> None:
         """Every residual reads declared fields only, and every declared field is read (by the
         residual, a condition, or the observations). Unknowns read as their guesses here."""
-        fns = [with_guesses(problem).residual] + [lambda d, c=c: c.residual(d, zeros) for c in conditions]
+        def reads() -> set:
+            keys = record_derivatives([with_guesses(problem).residual], self.domain, self.fields)
+            return keys.union(*(self._condition_keys(c, record_derivatives)
+                                for c in conditions))
+
         read = {f for f, _ in _named(problem, lambda: _user_code(  # e.g. an undeclared field
-            problem, "residual(d)", lambda: record_derivatives(fns, self.domain, self.fields)))}
+            problem, "residual(d)", reads))}
         if self.observations is not None:
             read |= set(self.observations.fields)
         unread = [f for f in self.fields if f not in read]
