@@ -34,8 +34,9 @@ class PoissonLShape(Problem):
     is measured on the domain's evaluation points: a 101 x 101 grid kept inside the L, points
     along the boundary, and a triangulation for the plots.
 
-    ``hard=True`` (``--param hard=true``) builds the boundary condition and the corner's
-    singular behaviour into the network: u = phi N with
+    ``hard=True`` (the default; ``--param hard=false`` puts the condition in the loss) builds
+    the boundary condition and the corner's singular behaviour into the network: u = phi N
+    with
 
         phi = (1 - x^2)(1 - y^2) r^(2/3) sin(2 theta / 3),
 
@@ -50,7 +51,7 @@ class PoissonLShape(Problem):
     equation: ClassVar[str] = ("-(u_xx + u_yy) = source on the L-shape [-1,1]^2 \\ (0,1)^2, "
                                "u = 0 on its boundary")
     source: float = 1.0
-    hard: bool = False
+    hard: bool = True
 
     @property
     def domain(self):

@@ -233,14 +233,16 @@ def test_a_disk_problem_is_evaluated_and_saved_on_its_own_points(tmp_path):
         assert (tmp_path / "run" / name).stat().st_size > 1000
 
 
-def test_poisson_lshape_runs_from_the_cli(tmp_path, capsys):
+@pytest.mark.parametrize("hard", ["true", "false"])
+def test_poisson_lshape_runs_from_the_cli(tmp_path, capsys, hard):
     out = tmp_path / "lshape"
     code = main(["solve", "poisson_lshape", "--width", "8", "--depth", "2", "--collocation",
                  "64", "--boundary-points", "32", "--steps", "2", "--lbfgs-steps", "0",
-                 "--quiet", "--out", str(out)])
+                 "--param", f"hard={hard}", "--quiet", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert math.isfinite(summary["l2_relative_error"])
+    assert summary["conditions_in_loss"] == ([] if hard == "true" else ["boundary"])
     with h5py.File(out / "result.h5") as f:
         assert f["triangles"].shape[1] == 3 and f["points"].shape[1] == 2
 
