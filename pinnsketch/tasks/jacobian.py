@@ -97,16 +97,14 @@ def residual_jacobian(task: PINNTask, batch: PINNBatch, chunk: int = 1024
         paired = name != PDE and name != "data" and isinstance(
             task.conditions[task.set_names.index(name) - 1], Periodic)
         try:
-            try:
-                if paired:  # its residual compares a point with its image: the set at once
-                    raise _WholeSet
-                r, jac = _per_point(residuals, params, pts, aux, chunk, dev, dtype, trained)
-            except _WholeSet:
-                r, jac = _whole_set(residuals, params, pts, aux, dev, dtype, trained)
-            except (RuntimeError, NotImplementedError):
-                if name == PDE:  # the interior set is too large for the whole-set route
-                    raise
-                r, jac = _whole_set(residuals, params, pts, aux, dev, dtype, trained)
+            rows = None
+            if not paired:  # a paired residual compares a point with its image: whole set
+                try:
+                    rows = _per_point(residuals, params, pts, aux, chunk, dev, dtype, trained)
+                except (RuntimeError, NotImplementedError):
+                    if name == PDE:  # the interior set is too large for the whole-set route
+                        raise
+            r, jac = rows or _whole_set(residuals, params, pts, aux, dev, dtype, trained)
         except (RuntimeError, NotImplementedError) as exc:
             raise ValueError(f"{task.problem.name}: the residual Jacobian of set {name!r} for "
                              f"optimizer 'lm' could not be formed with torch.func ({exc}); the "
@@ -115,10 +113,6 @@ def residual_jacobian(task: PINNTask, batch: PINNBatch, chunk: int = 1024
         rows_r.append(r)
         rows_j.append(jac)
     return (torch.cat(rows_r).double(), torch.cat(rows_j).double())
-
-
-class _WholeSet(Exception):
-    """A set whose residuals pair its points: differentiate it whole."""
 
 
 def _per_point(residuals, params, pts, aux, chunk, dev, dtype, trained):
