@@ -78,6 +78,27 @@ def test_a_refinement_draws_the_points_where_the_residual_is_large():
     assert torch.equal(batch.sets["pde"][0], points)
 
 
+def test_the_rad_residual_by_jets_equals_nested_autograd():
+    """RAD scores its pool by forward jets under no_grad (nothing recorded); |r| equals the
+    nested-autograd residual to float64 round-off, for a modified MLP with Fourier features
+    and the hard-constraint output transform, and leaves no graph behind."""
+    from pinnsketch.pde.sampling import sample_interior
+    from pinnsketch.storage import make_engine
+    model = ModelConfig(width=6, depth=2, arch="modified", fourier_features=8)
+    task = solve(load_problem("heat"), model=model, sampling=TINY["sampling"],
+                 optim=OptimConfig(phases=(PhaseConfig("adam", 2),)),
+                 run=RunConfig(dtype="float64", quiet=True)).task
+    pool = sample_interior(task.domain, 300, "uniform", 5)
+    by_jets = task._residual_magnitude(pool, chunk=128)
+    engine = make_engine(task.model, task.domain, task.pde_keys,
+                         StorageConfig(policy="autograd"))
+    points = pool.to(torch.float64).requires_grad_(True)
+    (r,) = task._terms("pde", points, torch.zeros_like(points), engine).values()
+    nested = r.detach().abs()
+    assert not by_jets.requires_grad
+    assert float((by_jets - nested).abs().max()) <= ROUNDOFF * float(nested.abs().max())
+
+
 def test_a_failed_line_search_resets_and_says_so(tmp_path, monkeypatch, capsys):
     """A line search allowed one evaluation and a strict curvature condition fails often: each
     failure resets the curvature to a scaled identity, is noted in the log and marked in

@@ -119,16 +119,19 @@ class Derivatives:
         points: (N, d) the points.
         compute: (field, coords) key -> (N,) tensor; called at most once per key.
         fields: the output field names (default ``("u",)``).
+        cache: the dict the values are kept in (default a new one); ``compute`` may fill it
+            with keys it computes on the way.
     """
 
     __slots__ = ("_domain", "_points", "_compute", "_cache", "_fields")
 
     def __init__(self, domain: Box, points: Points, compute: Callable[[DerivativeKey], Field],
-                 fields: Sequence[str] = ("u",)):
+                 fields: Sequence[str] = ("u",),
+                 cache: dict[DerivativeKey, Field] | None = None):
         self._domain = domain
         self._points = points
         self._compute = compute
-        self._cache: dict[DerivativeKey, Field] = {}
+        self._cache: dict[DerivativeKey, Field] = {} if cache is None else cache
         self._fields = tuple(fields)
 
     @property
@@ -191,23 +194,25 @@ def autograd_derivatives(domain: Box, points: Points, u_fn: Callable[[Points], T
     if u.shape[1] != len(fields):
         raise ValueError(f"the network returns {u.shape[1]} outputs per point but there are "
                          f"{len(fields)} fields {fields}")
-    cache_ref: list[Derivatives] = []
+    # compute() shares the Derivatives' cache but never refers to the Derivatives: a cycle
+    # through it would keep each batch's graph alive until the garbage collector ran (a
+    # 4 x 256 RAD pool in 8,192-point chunks grew to 24 GB).
+    cache: dict[DerivativeKey, Field] = {}
 
-    def compute(key: DerivativeKey) -> Field:
+    def compute(key: DerivativeKey) -> Field:  # not recursive: a self-reference is a cycle
         field, coords = key
-        if not coords:
-            return u[:, fields.index(field)]
-        d = cache_ref[0]
-        parent = d.key((field, coords[:-1]))
-        (g,) = torch.autograd.grad(parent.sum(), points, create_graph=create_graph)
-        for c in range(domain.dim):
-            child = (field, tuple(sorted(coords[:-1] + (c,))))
-            d._cache.setdefault(child, g[:, c])
-        return g[:, coords[-1]]
+        value = u[:, fields.index(field)]
+        for n in range(1, len(coords) + 1):
+            known = cache.get((field, coords[:n]))
+            if known is None:
+                (g,) = torch.autograd.grad(value.sum(), points, create_graph=create_graph)
+                for c in range(domain.dim):
+                    cache.setdefault((field, tuple(sorted(coords[:n - 1] + (c,)))), g[:, c])
+                known = g[:, coords[n - 1]]
+            value = known
+        return value
 
-    d = Derivatives(domain, points, compute, fields)
-    cache_ref.append(d)
-    return d
+    return Derivatives(domain, points, compute, fields, cache)
 
 
 class _Recorder(Derivatives):

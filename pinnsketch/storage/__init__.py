@@ -9,6 +9,7 @@
 """
 
 from pinnsketch.storage.engines import (
+    JET_MAX_ORDER,
     SKETCH_METHODS,
     STORAGE_POLICIES,
     Engine,
@@ -41,6 +42,7 @@ from pinnsketch.storage.segment import SegmentFunction, SegmentSpec, run_segment
 
 __all__ = [
     "COMPRESSORS",
+    "JET_MAX_ORDER",
     "SKETCH_METHODS",
     "STORAGE_POLICIES",
     "ActLinear",

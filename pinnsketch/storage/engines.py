@@ -413,6 +413,9 @@ def _sketch_error(Z: Tensor, kept: tuple[Tensor, ...], opts: SketchOptions
     return total, comps
 
 
+JET_MAX_ORDER = 2  # the highest derivative order the jet policies propagate
+
+
 def make_engine(net: NetworkBase, domain: Box, keys: Iterable[DerivativeKey],
                 config: StorageConfig | None = None, fused: bool = True) -> Engine:
     """An :class:`Engine` computing ``keys`` of ``net`` on ``domain`` under ``config``.
@@ -457,7 +460,7 @@ def make_engine(net: NetworkBase, domain: Box, keys: Iterable[DerivativeKey],
     keys = tuple(sorted(keys, key=lambda k: (fields.index(k[0]), len(k[1]), k[1])))
     if config.policy != "autograd":
         for k in keys:
-            if len(k[1]) > 2:
+            if len(k[1]) > JET_MAX_ORDER:
                 raise ValueError(
                     f"{key_name(k, domain)} is a derivative of order {len(k[1])}; the "
                     f"{config.policy!r} policy propagates jets of orders <= 2 only: use "

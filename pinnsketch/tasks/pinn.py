@@ -23,6 +23,7 @@ conditions of the coordinates its input map embeds periodically.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import math
@@ -56,7 +57,7 @@ from pinnsketch.pde.unknowns import (
     with_values,
 )
 from pinnsketch.seeds import derive_seed
-from pinnsketch.storage import StorageConfig, make_engine
+from pinnsketch.storage import JET_MAX_ORDER, StorageConfig, make_engine
 from pinnsketch.tasks.adaptive_weights import AdaptiveWeights
 from pinnsketch.tasks.jacobian import residual_jacobian
 from pinnsketch.tasks.rank_driver import RankDriver
@@ -565,13 +566,19 @@ class PINNTask:
 
     def _residual_magnitude(self, points: Points, chunk: int = 8192) -> torch.Tensor:
         """|r| of the PDE at ``points`` (float64, no parameter gradients), in chunks; the
-        Euclidean norm over the equations of a system."""
+        Euclidean norm over the equations of a system.
+
+        Derivatives of order <= 2 by forward jets under ``no_grad`` (nothing is recorded:
+        nested autograd would hold its graph, ~280 kB a point in float64 on a 4 x 256
+        modified MLP); higher orders by nested autograd."""
+        jets = all(len(coords) <= JET_MAX_ORDER for _, coords in self.pde_keys)
         engine = make_engine(self.model, self.domain, self.pde_keys,
-                             StorageConfig(policy="autograd"))
+                             StorageConfig(policy="exact" if jets else "autograd"))
         out = []
         for part in points.split(chunk):
             part = part.to(self.device, self.dtype)
-            terms = self._terms(PDE, part, torch.zeros_like(part), engine)
+            with torch.no_grad() if jets else contextlib.nullcontext():
+                terms = self._terms(PDE, part, torch.zeros_like(part), engine)
             square = sum(r.detach().reshape(-1).double().pow(2) for r in terms.values())
             out.append(square.sqrt().cpu())
         return torch.cat(out)
