@@ -35,7 +35,7 @@ from pinnsketch.results import read_json  # noqa: E402
 
 # The issue-15 budget: 2,000 points a step, 3,000 Adam steps, 1,000 L-BFGS iterations.
 # A 4 x 256 network (~200k weights) fits any fixed 2,000 points and generalises badly
-# (loss x 80 when they were resampled after 1,000 steps, L2 0.15;
+# (its loss rose 74 x when they were redrawn after 1,000 steps, L2 0.15;
 # architectures_burgers_fixed_points.md), so Adam draws fresh points every step and L-BFGS
 # moves its points to the residual (RAD, Wu et al. 2023) every 100 iterations.
 BUDGET = ["--width", "256", "--depth", "4", "--collocation", "2000", "--steps", "3000",
@@ -109,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         for c in ("l2_relative_error", "held_vs_autograd"):
             if isinstance(r.get(c), str) and r[c]:
                 r[c] = float(r[c])
-    title = (f"Architectures on {args.problem}, 4 x 256, 2,000 points, 3,000 Adam + 1,000 "
-             "L-BFGS, seed 0, one thread (the 2 cores were shared with other jobs: wall "
-             "times are pessimistic)")
+    title = (f"Architectures on {args.problem}, 4 x 256, 2,000 points a step, 3,000 Adam "
+             "steps (fresh points every step) + 1,000 L-BFGS iterations (RAD every 100), "
+             "seed 0, one thread (the 2 cores were shared with other jobs: wall times are "
+             "pessimistic)")
     print(write_table(rows, args.results, stem, "see the command column", title, COLS))
     return 0
 
