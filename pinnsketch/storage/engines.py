@@ -463,7 +463,7 @@ def make_engine(net: NetworkBase, domain: Box, keys: Iterable[DerivativeKey],
             if len(k[1]) > JET_MAX_ORDER:
                 raise ValueError(
                     f"{key_name(k, domain)} is a derivative of order {len(k[1])}; the "
-                    f"{config.policy!r} policy propagates jets of orders <= 2 only: use "
+                    f"{config.policy!r} policy propagates jets of orders <= {JET_MAX_ORDER} only: use "
                     "StorageConfig(policy='autograd') for higher orders")
     if config.policy in _RANKED and isinstance(config.rank, tuple) \
             and len(config.rank) != len(net.stored):
