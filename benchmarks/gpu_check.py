@@ -12,8 +12,8 @@ For the plain and the modified MLP (4 x 256, Burgers, float32) and the storage p
    after ``reset_peak_memory_stats``; on a CPU the process's peak RSS, which only grows);
 2. the largest single batch each fits: one step at 10^5 points, doubling until the device
    runs out of memory (caught, reported) or ``--max-points``;
-3. the wall time of one default ``pinnsketch solve burgers`` run (8 x 20, 5,000 Adam + 3,000
-   L-BFGS) on the device.
+3. the wall time of one default ``pinnsketch solve burgers`` run on the device (the network
+   and phases of ``ModelConfig()`` and ``OptimConfig()``, named in the row).
 
 Items are skipped (and say so) once ``--budget-s`` seconds have passed. Writes
 ``gpu_check_<device>.md`` / ``.csv`` under ``--out``. All device handling is in
@@ -204,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
             print(row, flush=True)
             del task
             dev.recover()
-    row = {"item": "default burgers run", "net": "8x20 plain", "policy": "autograd"}
+    model = sizes.burgers.get("model", ModelConfig())
+    row = {"item": "default burgers run", "net": f"{model.depth}x{model.width} {model.arch}",
+           "policy": "autograd"}
     if time_left():
         dev.reset_peak()
         t0 = time.perf_counter()
@@ -212,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                   **sizes.burgers).summary
         row.update({"points": s["collocation"], "step_time_s": None,
                     "wall_time_s": time.perf_counter() - t0, "peak_GB": dev.peak_bytes() / 1e9,
-                    "note": f"L2 {s['l2_relative_error']:.2e} after {s['steps']} Adam + "
-                            f"{s['lbfgs_steps']} L-BFGS"})
+                    "note": f"L2 {s['l2_relative_error']:.2e} after " + " + ".join(
+                        f"{ph['done']} {ph['optimizer']}" for ph in s["phases"])})
     else:
         row["note"] = "skipped (time budget)"
     rows.append(row)

@@ -28,7 +28,8 @@ def test_gpu_check_quick_on_cpu(tmp_path, monkeypatch):
     assert len(rows) == 2 * 3 * 2  # two nets, three policies, two batch sizes
     assert "out of memory" not in table and "skipped" not in table
     assert table.count("| largest batch |") == 6 and "stopped at --max-points 1024" in table
-    assert "| default burgers run |" in table and "L2 " in table
+    assert "| default burgers run | 2x8 mlp | autograd |" in table
+    assert "L2 " in table and "after 5 adam + 2 " in table
     dev = module.Device("cpu")
     assert dev.out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert not dev.out_of_memory(RuntimeError("shape mismatch"))
