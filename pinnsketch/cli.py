@@ -25,7 +25,8 @@ _MODEL_ARGS = {"width": "width", "depth": "depth", "activation": "activation", "
 _SAMPLING_ARGS = {"collocation": "collocation", "boundary_points": "boundary",
                   "initial_points": "initial", "sampler": "method",
                   "resample_every": "resample_every", "rad_every": "rad_every",
-                  "rad_pool": "rad_pool", "rad_k": "rad_k", "rad_c": "rad_c"}
+                  "rad_pool": "rad_pool", "rad_k": "rad_k", "rad_c": "rad_c",
+                  "rad_adam_every": "rad_adam_every"}
 _OPTIM_ARGS = {"steps": "steps", "lr": "lr", "lr_decay": "lr_decay",
                "lbfgs_steps": "lbfgs_steps", "second_order_dtype": "second_order_dtype",
                "lbfgs_history": "lbfgs_history", "chunk_size": "chunk_size"}
@@ -119,6 +120,9 @@ def _build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     g.add_argument("--rad-k", type=float, default=None,
                    help="RAD exponent k: p ~ |r|^k / mean |r|^k + c (1)")
     g.add_argument("--rad-c", type=float, default=None, help="RAD uniform share c (1)")
+    g.add_argument("--rad-adam-every", type=int, default=None,
+                   help="Adam phases: draw the fresh interior points from a RAD density "
+                        f"re-estimated every K steps, 0 = uniform ({S.rad_adam_every})")
     g = s.add_argument_group("optimisation")
     g.add_argument("--optimizer", default=None, metavar="NAME:STEPS,...",
                    help="the training phases in order, e.g. adam:5000,ssbroyden:20000; names: "

@@ -106,6 +106,11 @@ class SamplingConfig:
     ``collocation``) drawn uniformly, of which ``collocation`` are kept with probability
     p proportional to |r|^``rad_k`` / mean |r|^``rad_k`` + ``rad_c``. The optimizer keeps its
     curvature information across the change (:meth:`rebase` of :mod:`pinnsketch.optim`).
+    With ``rad_adam_every`` = K > 0 an Adam phase draws its fresh interior points from a RAD
+    density instead of uniformly: every K steps (from step K on) a new uniform pool of
+    ``rad_pool`` candidates is scored by the residual at the current weights, and each fresh
+    set is ``collocation`` pool points drawn with those probabilities (Wu et al. resample by
+    RAD during Adam as well).
     """
 
     collocation: int = 10000
@@ -117,6 +122,7 @@ class SamplingConfig:
     rad_pool: int = 50000
     rad_k: float = 1.0
     rad_c: float = 1.0
+    rad_adam_every: int = 0
 
     def __post_init__(self) -> None:
         check_int("sampling.collocation", self.collocation, low=1)
@@ -127,9 +133,10 @@ class SamplingConfig:
         check_int("sampling.rad_pool", self.rad_pool, low=0)
         check_real("sampling.rad_k", self.rad_k, low=0)
         check_real("sampling.rad_c", self.rad_c, low=0)
+        check_int("sampling.rad_adam_every", self.rad_adam_every, low=0)
         if self.method not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.method!r}; valid samplers: {', '.join(SAMPLERS)}")
-        if self.rad_every and 0 < self.rad_pool < self.collocation:
+        if (self.rad_every or self.rad_adam_every) and 0 < self.rad_pool < self.collocation:
             raise ValueError(f"sampling.rad_pool {self.rad_pool} is below the {self.collocation} "
                              "collocation points it must choose from; use a pool several times "
                              "larger (Wu et al. use 10x), or 0 for 10 x collocation")

@@ -387,7 +387,9 @@ class _AdamPhase(_Phase):
             self.sched.load_state_dict(loop.state.phase_state["scheduler"])
         self.monitor = GradientMonitoring(self.task.model, loop.run) if loop.run.monitor else None
         self.index = loop.state.phase
-        self.batch, self.batch_index = None, None
+        self.batch, self.batch_key = None, None
+        # the RAD density fresh points are drawn from (task.adaptive_density), None: uniform
+        self.density = (loop.state.phase_state or {}).get("density")
 
     @property
     def step(self) -> int:
@@ -397,10 +399,13 @@ class _AdamPhase(_Phase):
 
     def compute(self) -> tuple[dict[str, float], dict[str, Any]]:
         task, step = self.task, self.step
-        period = task.resample_every
+        period, every = task.resample_every, task.adapt_every
         index = step // period if period else 0
-        if index != self.batch_index:
-            self.batch, self.batch_index = task.sample(index), index
+        adapted = step // every if every else 0  # uniform points until the first estimate
+        if adapted and (self.density is None or self.density["index"] != adapted):
+            self.density = task.adaptive_density(adapted)
+        if (index, adapted) != self.batch_key:
+            self.batch, self.batch_key = task.sample(index, density=self.density), (index, adapted)
         task.before_step(step)
         self.opt.zero_grad(set_to_none=True)
         terms = task.backward(self.batch)
@@ -420,7 +425,8 @@ class _AdamPhase(_Phase):
         self.opt.zero_grad(set_to_none=True)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict()}
+        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                "density": self.density}
 
 
 class _SecondOrderPhase(_Phase):

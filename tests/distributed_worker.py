@@ -108,15 +108,17 @@ def make_periodic_task(cluster, chunk_size: int = 0):
 
 
 def solve_settings(out: Path) -> dict:
-    """The run both the 2-process worker and the 1-process reference make: 4 Adam steps, then
-    3 SSBroyden iterations (dense inverse Hessian) with RAD refinement every 2 (float64)."""
+    """The run both the 2-process worker and the 1-process reference make: 4 Adam steps (the
+    last 2 on points drawn by RAD), then 3 SSBroyden iterations (dense inverse Hessian) with
+    RAD refinement every 2 (float64)."""
     from pinnsketch.config import ModelConfig, OptimConfig, PhaseConfig, RunConfig, SamplingConfig
     from pinnsketch.storage import StorageConfig
 
     c = CASE
     return dict(model=ModelConfig(width=c["width"], depth=c["depth"]),
                 sampling=SamplingConfig(collocation=c["collocation"], boundary=c["boundary"],
-                                        initial=c["initial"], rad_every=2, rad_pool=3000),
+                                        initial=c["initial"], rad_every=2, rad_pool=3000,
+                                        rad_adam_every=2),
                 optim=OptimConfig(phases=(PhaseConfig("adam", 4), PhaseConfig("ssbroyden", 3))),
                 storage=StorageConfig(policy="exact"),
                 run=RunConfig(seed=c["seed"], dtype="float64", eval_every=2, quiet=True,

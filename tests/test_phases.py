@@ -99,6 +99,76 @@ def test_the_rad_residual_by_jets_equals_nested_autograd():
     assert float((by_jets - nested).abs().max()) <= ROUNDOFF * float(nested.abs().max())
 
 
+ADAM_9 = (PhaseConfig("adam", 9),)
+
+
+def _adam_rad_run(out, rad_adam_every, phases=ADAM_9):
+    return solve(load_problem("heat"), model=TINY["model"],
+                 sampling=SamplingConfig(collocation=64, boundary=8, initial=8, resample_every=1,
+                                         rad_adam_every=rad_adam_every, rad_pool=300,
+                                         rad_k=2.0, rad_c=0.0),
+                 optim=OptimConfig(phases=phases),
+                 run=RunConfig(dtype="float64", eval_every=3, quiet=True,
+                               out=str(out) if out else None))
+
+
+def test_adam_draws_from_the_rad_density_from_step_k_on():
+    """With rad_adam_every = 3 the first 3 Adam steps see the sampler's points (the same
+    losses as a run without it, bit for bit) and later steps points drawn from the density;
+    a draw takes only pool points of positive probability."""
+    plain, adapted = _adam_rad_run(None, 0), _adam_rad_run(None, 3)
+    losses = [[r["loss"] for r in res.history] for res in (plain, adapted)]
+    assert losses[0][:3] == losses[1][:3]
+    assert losses[0][3] != losses[1][3]
+    assert any(line.startswith("Adam draws its 64 interior points by RAD from step 3 on")
+               for line in adapted.summary["log"])
+    task = adapted.task
+    density = task.adaptive_density(7)
+    pool = task._adam_pool(7)
+    r = task._residual_magnitude(pool)
+    # k = 2, c = 0: p = r^2 / sum r^2
+    assert float((density["probabilities"] - r**2 / (r**2).sum()).abs().max()) <= ROUNDOFF
+    allowed = torch.zeros(300, dtype=torch.float64)
+    allowed[:100] = 1 / 100  # only the pool's first 100 points may be drawn
+    batch = task.sample(5, density={"index": 7, "probabilities": allowed})
+    drawn = batch.sets["pde"][0]
+    assert drawn.shape == (64, 2)
+    matches = (drawn[:, None, :] == pool[None, :, :]).all(-1)  # (64, 300)
+    assert bool((matches.sum(1) == 1).all()) and int(matches[:, 100:].sum()) == 0
+    assert len({tuple(p.tolist()) for p in drawn}) == 64  # without replacement
+
+
+def test_an_interrupted_adam_rad_run_resumes_exactly(tmp_path, monkeypatch):
+    """Ctrl-C inside Adam step 6 keeps steps 1-5 and the density estimated at step 3 in the
+    checkpoint (plain data); the resumed run draws the same points and equals the
+    uninterrupted one."""
+    from pinnsketch.interrupts import RunInterrupted
+    from pinnsketch.tasks.pinn import PINNTask
+
+    phases = (PhaseConfig("adam", 9), PhaseConfig("bfgs", 3))
+    full = _adam_rad_run(tmp_path / "full", 3, phases)
+    original, calls = PINNTask.backward, [0]
+
+    def backward(task, batch):
+        calls[0] += 1
+        terms = original(task, batch)
+        if calls[0] == 6:
+            raise KeyboardInterrupt
+        return terms
+
+    monkeypatch.setattr(PINNTask, "backward", backward)
+    with pytest.raises(RunInterrupted):
+        _adam_rad_run(tmp_path / "part", 3, phases)
+    monkeypatch.setattr(PINNTask, "backward", original)
+    ckpt = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)
+    assert ckpt["train_state"]["phase_state"]["density"]["index"] == 1
+    resumed = resume(tmp_path / "part", quiet=True)
+    assert [r["step"] for r in resumed.history] == [r["step"] for r in full.history]
+    losses = [r["loss"] for r in full.history]
+    assert [r["loss"] for r in resumed.history] == pytest.approx(losses, rel=ROUNDOFF)
+    _same(resumed.task.model.state_dict(), full.task.model.state_dict())
+
+
 def test_a_failed_line_search_resets_and_says_so(tmp_path, monkeypatch, capsys):
     """A line search allowed one evaluation and a strict curvature condition fails often: each
     failure resets the curvature to a scaled identity, is noted in the log and marked in
@@ -168,6 +238,8 @@ def test_an_exact_policy_gives_the_autograd_iterates():
     (["--weight", "pde=-1"], "loss weight pde=-1.0 must be a finite number >= 0"),
     (["--weight", "pde=nan"], "loss weight pde=nan must be a finite number >= 0"),
     (["--rad-every", "5", "--rad-pool", "10"], "--rad-pool 10 is below"),
+    (["--rad-every", "0", "--rad-adam-every", "5", "--rad-pool", "10"], "--rad-pool 10 is below"),
+    (["--rad-adam-every", "-1"], "--rad-adam-every must be"),
 ])
 def test_bad_schedules_are_refused_before_any_work(tmp_path, capsys, argv, message):
     out = tmp_path / "run"

@@ -22,7 +22,7 @@ from torch import Tensor
 from pinnsketch._types import Points
 from pinnsketch.checks import is_int
 
-__all__ = ["rad_probabilities", "rad_sample"]
+__all__ = ["rad_probabilities", "rad_sample", "draw_by_probabilities"]
 
 
 def _check(residuals: Tensor, k: float, c: float) -> None:
@@ -88,13 +88,26 @@ def rad_sample(points: Points, residuals: Tensor, n: int, k: float = 1.0, c: flo
     >>> idx.tolist(), pts.tolist()
     ([4], [[1.0]])
     """
+    _check(residuals, k, c)
+    if isinstance(points, Tensor) and points.dim() == 2 and residuals.numel() != points.shape[0]:
+        raise ValueError(f"{residuals.numel()} residuals for {points.shape[0]} pool points; "
+                         "give one residual per point")
+    return draw_by_probabilities(points, rad_probabilities(residuals, k, c), n, generator,
+                                 replace)
+
+
+def draw_by_probabilities(points: Points, probabilities: Tensor, n: int,
+                          generator: torch.Generator | None, replace: bool = False
+                          ) -> tuple[Tensor, Points]:
+    """Draw n of the (M, d) ``points`` with the given (M,) probabilities (e.g.
+    :func:`rad_probabilities` kept from an earlier residual evaluation); returns (indices (n,),
+    points (n, d)). Raises ValueError as :func:`rad_sample` does."""
     if not isinstance(points, Tensor) or points.dim() != 2:
         raise ValueError(f"points must be an (M, d) tensor, got shape "
                          f"{tuple(getattr(points, 'shape', ()))}")
-    _check(residuals, k, c)
-    if residuals.numel() != points.shape[0]:
-        raise ValueError(f"{residuals.numel()} residuals for {points.shape[0]} pool points; "
-                         "give one residual per point")
+    if not isinstance(probabilities, Tensor) or probabilities.shape != points.shape[:1]:
+        raise ValueError(f"{tuple(getattr(probabilities, 'shape', ()))} probabilities for "
+                         f"{points.shape[0]} pool points; give one per point")
     if not is_int(n) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
     if not replace and n > points.shape[0]:
@@ -102,7 +115,6 @@ def rad_sample(points: Points, residuals: Tensor, n: int, k: float = 1.0, c: flo
                          "use a larger pool (Wu et al. use a pool several times n) or "
                          "replace=True")
     if generator is None:
-        raise ValueError("rad_sample needs an explicit torch.Generator (no global RNG is used)")
-    p = rad_probabilities(residuals, k, c)
-    idx = torch.multinomial(p, n, replacement=replace, generator=generator)
+        raise ValueError("RAD needs an explicit torch.Generator (no global RNG is used)")
+    idx = torch.multinomial(probabilities, n, replacement=replace, generator=generator)
     return idx, points[idx]

@@ -16,8 +16,11 @@ class Task(Protocol):
     - ``model``: the trainable module.
     - ``resample_every``: Adam steps per batch (a fresh ``sample(step // K)`` every K
       steps; 0: one batch for the whole Adam phase).
-    - ``sample(index)``: the index-th batch (deterministic in the task's seed and index);
-      ``index = -1`` is the fixed batch of a line-search phase.
+    - ``sample(index, density=None)``: the index-th batch (deterministic in the task's seed,
+      index and density); ``index = -1`` is the fixed batch of a line-search phase.
+    - ``adapt_every`` / ``adaptive_density(index)``: every K Adam steps (0: never) a new
+      sampling density (plain data, e.g. RAD probabilities at the current weights) that the
+      following ``sample`` calls draw from.
     - ``refine_every`` / ``refine(index, saved=None) -> (batch, saved)``: a second-order phase
       replaces its batch every K iterations (0: never) by ``refine`` (e.g. RAD at the current
       weights); ``saved`` (plain data) rebuilds the same batch when a run resumes.
@@ -43,8 +46,11 @@ class Task(Protocol):
     held_bytes_per_point: float | None
     resample_every: int
     refine_every: int
+    adapt_every: int
 
-    def sample(self, index: int) -> Any: ...
+    def sample(self, index: int, density: Any = None) -> Any: ...
+
+    def adaptive_density(self, index: int) -> Any: ...
 
     def backward(self, batch: Any) -> dict[str, float]: ...
 

@@ -270,8 +270,15 @@ class ClassificationTask:
     resample_every = 1
     """A new minibatch every step."""
 
+    adapt_every = 0
+    """No adaptive sampling of the minibatches."""
+
     refine_every = 0
     """No adaptive refinement (classification trains with Adam only)."""
+
+    def adaptive_density(self, index: int):
+        raise NotImplementedError("classification draws its minibatches by a seeded shuffle, "
+                                  "not adaptively")
 
     def refine(self, index: int, saved=None):
         raise NotImplementedError("classification has no second-order phase to refine")
@@ -335,10 +342,11 @@ class ClassificationTask:
             self._perm_epoch = epoch
         return self._perm
 
-    def sample(self, index: int) -> ImageBatch:
+    def sample(self, index: int, density: None = None) -> ImageBatch:
         """The index-th minibatch: batch ``index % batches_per_epoch`` of epoch
         ``index // batches_per_epoch``'s seeded shuffle. ``index = -1`` (the loop's
-        L-BFGS phase) is the first batch of epoch 0."""
+        L-BFGS phase) is the first batch of epoch 0. (``density``: always None here,
+        ``adapt_every`` being 0.)"""
         index = max(index, 0)
         epoch, pos = divmod(index, self.batches_per_epoch)
         b = self.batches.batch_size

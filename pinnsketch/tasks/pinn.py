@@ -38,7 +38,7 @@ from pinnsketch.control import RankController
 from pinnsketch.distributed import SINGLE, Cluster
 from pinnsketch.memory import HeldBytes
 from pinnsketch.network import NetworkBase, build_network
-from pinnsketch.pde.adaptive_sampling import rad_sample
+from pinnsketch.pde.adaptive_sampling import draw_by_probabilities, rad_probabilities, rad_sample
 from pinnsketch.pde.conditions import Condition, Periodic
 from pinnsketch.pde.derivatives import (
     Derivatives,
@@ -458,11 +458,17 @@ class PINNTask:
         return {} if ranks is None else {f"rank_{i + 1}": r for i, r in enumerate(ranks)}
 
     def enter_phase(self, phase: str) -> list[str]:
-        """A line-search phase freezes the adaptive loss weights and, under rank control,
-        switches to exact storage: a line search needs consistent losses and gradients
-        (idempotent)."""
+        """An Adam phase says when it draws its points by RAD; a line-search phase freezes
+        the adaptive loss weights and, under rank control, switches to exact storage: a line
+        search needs consistent losses and gradients (idempotent)."""
         self.weighting.active = phase == "adam"
-        if phase == "adam" or self.rank_driver is None:
+        s = self.sampling
+        if phase == "adam":
+            return [] if not s.rad_adam_every else [
+                f"Adam draws its {s.collocation} interior points by RAD from step "
+                f"{s.rad_adam_every} on: {s.rad_pool_size} candidates scored by the residual "
+                f"every {s.rad_adam_every} steps, p ~ |r|^{s.rad_k:g} / mean + {s.rad_c:g}"]
+        if self.rank_driver is None:
             return []
         lines = self.rank_driver.enter_line_search()
         if self.engines["pde"].config.policy == "exact":
@@ -504,19 +510,29 @@ class PINNTask:
     def set_dtype(self, dtype: torch.dtype) -> None:
         self.model.to(dtype)
 
-    def sample(self, index: int, n_points: int | None = None) -> PINNBatch:
-        """The index-th point sets; the same (seed, index) always gives the same points.
+    def sample(self, index: int, density: dict | None = None,
+               n_points: int | None = None) -> PINNBatch:
+        """The index-th point sets; the same (seed, index, density) always gives the same points.
 
-        In a data-parallel run this process gets its rows of the interior set and of the
-        observations (the union over processes is the single-process set) and all the
-        condition points, which every process weighs by 1 / world_size. The observations
+        The interior points are the sampler's (``sampling.method``), or with ``density``
+        (:meth:`adaptive_density`) ``collocation`` points of its pool drawn with its
+        probabilities. In a data-parallel run this process gets its rows of the interior set
+        and of the observations (the union over processes is the single-process set) and all
+        the condition points, which every process weighs by 1 / world_size. The observations
         are the same in every batch. ``n_points`` replaces every set's size (a probe).
         """
         s, cl = self.sampling, self.cluster
         sets = {}
         total = s.collocation if n_points is None else n_points
-        interior = sample_interior(self.domain, total, s.method, derive_seed(self.seed, index, 0),
-                                   rows=cl.shard(total) if n_points is None else None)
+        rows = cl.shard(total) if n_points is None else None
+        if density is None:
+            interior = sample_interior(self.domain, total, s.method,
+                                       derive_seed(self.seed, index, 0), rows=rows)
+        else:
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, index, -5))
+            _, interior = draw_by_probabilities(self._adam_pool(density["index"]),
+                                                density["probabilities"], total, gen)
+            interior = interior if rows is None else interior[rows]
         sets[PDE] = (interior, torch.zeros_like(interior))
         counts = {PDE: float(total)}
         for i, cond in enumerate(self.conditions):
@@ -532,6 +548,26 @@ class PINNTask:
             sets["data"] = (obs.points[rows], obs.table()[rows])
             counts["data"] = float(len(obs)) if n_points is None else float(sets["data"][0].shape[0])
         return PINNBatch(sets, counts, index)
+
+    @property
+    def adapt_every(self) -> int:
+        """Adam steps between re-estimates of the RAD density that fresh interior points are
+        drawn from (0: the sampler's points)."""
+        return self.sampling.rad_adam_every
+
+    def adaptive_density(self, index: int) -> dict:
+        """The index-th Adam RAD density, as plain data ``{"index": index, "probabilities":
+        p}``: a uniform pool of ``rad_pool`` candidates drawn from (seed, index) (rebuilt from
+        the index, not stored) and p (float64) proportional to |r|^k / mean |r|^k + c at the
+        current weights (:func:`~pinnsketch.pde.adaptive_sampling.rad_probabilities`). Every
+        process scores the whole pool, so every process holds the same density."""
+        s = self.sampling
+        r = self._residual_magnitude(self._adam_pool(index))
+        return {"index": index, "probabilities": rad_probabilities(r, s.rad_k, s.rad_c)}
+
+    def _adam_pool(self, index: int) -> Points:
+        return sample_interior(self.domain, self.sampling.rad_pool_size, "uniform",
+                               derive_seed(self.seed, index, -4))
 
     @property
     def refine_every(self) -> int:
