@@ -159,11 +159,12 @@ def test_only_process_zero_writes_results(two_process_run):
 
 def test_two_process_run_matches_one_process_and_resumes_on_one(two_process_run, tmp_path):
     """2 processes (4 Adam steps, the last 2 on points drawn by RAD, then 3 SSBroyden
-    iterations with a dense inverse Hessian and a RAD refinement of the points) end where a single process does on the same points (the
-    union does not depend on the number of processes; every process draws the same RAD set),
-    and the run resumes on 1 process to 6 SSBroyden iterations exactly like the
-    single-process run. Float64; the only differences are the round-off of the reduction
-    order (1e-16 relative, amplified by the steps)."""
+    iterations with a dense inverse Hessian and a RAD refinement of the points) end where a
+    single process does on the same points (the union does not depend on the number of
+    processes; every process draws the same RAD sets), and the run resumes on 1 process to
+    6 SSBroyden iterations exactly like the single-process run. Float64; the only
+    differences are the round-off of the reduction order (1e-16 relative, amplified by the
+    steps)."""
     from pinnsketch import load_problem, resume, solve
 
     ref = solve(load_problem("burgers"), **worker.solve_settings(tmp_path / "single"))
