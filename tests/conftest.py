@@ -23,3 +23,29 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def interrupted_run(monkeypatch):
+    """``interrupted_run(run, n)``: call ``run()`` with a Ctrl-C raised inside the n-th PDE
+    backward pass (after it ran, before its step is committed) and expect the run to stop
+    on it (:class:`~pinnsketch.interrupts.RunInterrupted`); backward is restored after."""
+    from pinnsketch.interrupts import RunInterrupted
+    from pinnsketch.tasks.pinn import PINNTask
+
+    def interrupt(run, n: int) -> None:
+        original, calls = PINNTask.backward, [0]
+
+        def backward(task, batch):
+            calls[0] += 1
+            terms = original(task, batch)
+            if calls[0] == n:
+                raise KeyboardInterrupt
+            return terms
+
+        monkeypatch.setattr(PINNTask, "backward", backward)
+        with pytest.raises(RunInterrupted):
+            run()
+        monkeypatch.setattr(PINNTask, "backward", original)
+
+    return interrupt

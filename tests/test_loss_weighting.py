@@ -122,10 +122,9 @@ def test_an_abandoned_step_proposes_nothing():
 @pytest.mark.parametrize("weighting", [WeightingConfig("gradnorm", every=2),
                                        WeightingConfig("causal", slices=4),
                                        WeightingConfig("rba")])
-def test_an_interrupted_weighted_run_resumes_exactly(tmp_path, monkeypatch, weighting):
+def test_an_interrupted_weighted_run_resumes_exactly(tmp_path, interrupted_run, weighting):
     """Ctrl-C inside Adam step 6 keeps steps 1-5 with the weighting's state of step 5 (the
     abandoned step's proposals are dropped); the resumed run equals the uninterrupted one."""
-    from pinnsketch.interrupts import RunInterrupted
 
     def run(out):
         return solve(load_problem("heat"), model=ModelConfig(width=6, depth=2),
@@ -136,19 +135,7 @@ def test_an_interrupted_weighted_run_resumes_exactly(tmp_path, monkeypatch, weig
                      run=RunConfig(dtype="float64", eval_every=3, quiet=True, out=str(out)))
 
     full = run(tmp_path / "full")
-    original, calls = PINNTask.backward, [0]
-
-    def backward(task, batch):
-        calls[0] += 1
-        terms = original(task, batch)
-        if calls[0] == 6:
-            raise KeyboardInterrupt
-        return terms
-
-    monkeypatch.setattr(PINNTask, "backward", backward)
-    with pytest.raises(RunInterrupted):
-        run(tmp_path / "part")
-    monkeypatch.setattr(PINNTask, "backward", original)
+    interrupted_run(lambda: run(tmp_path / "part"), 6)
     resumed = resume(tmp_path / "part", quiet=True)
     assert [r["step"] for r in resumed.history] == [r["step"] for r in full.history]
     losses = [r["loss"] for r in full.history]

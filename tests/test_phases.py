@@ -138,28 +138,13 @@ def test_adam_draws_from_the_rad_density_from_step_k_on():
     assert len({tuple(p.tolist()) for p in drawn}) == 64  # without replacement
 
 
-def test_an_interrupted_adam_rad_run_resumes_exactly(tmp_path, monkeypatch):
+def test_an_interrupted_adam_rad_run_resumes_exactly(tmp_path, interrupted_run):
     """Ctrl-C inside Adam step 6 keeps steps 1-5 and the density estimated at step 3 in the
     checkpoint (plain data); the resumed run draws the same points and equals the
     uninterrupted one."""
-    from pinnsketch.interrupts import RunInterrupted
-    from pinnsketch.tasks.pinn import PINNTask
-
     phases = (PhaseConfig("adam", 9), PhaseConfig("bfgs", 3))
     full = _adam_rad_run(tmp_path / "full", 3, phases)
-    original, calls = PINNTask.backward, [0]
-
-    def backward(task, batch):
-        calls[0] += 1
-        terms = original(task, batch)
-        if calls[0] == 6:
-            raise KeyboardInterrupt
-        return terms
-
-    monkeypatch.setattr(PINNTask, "backward", backward)
-    with pytest.raises(RunInterrupted):
-        _adam_rad_run(tmp_path / "part", 3, phases)
-    monkeypatch.setattr(PINNTask, "backward", original)
+    interrupted_run(lambda: _adam_rad_run(tmp_path / "part", 3, phases), 6)
     ckpt = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)
     assert ckpt["train_state"]["phase_state"]["density"]["index"] == 1
     resumed = resume(tmp_path / "part", quiet=True)
