@@ -214,6 +214,40 @@ def test_an_exact_policy_gives_the_autograd_iterates():
             assert torch.allclose(a, b, rtol=1e-9, atol=1e-11)
 
 
+def test_a_line_search_under_rank_control_sees_exact_storage_losses_and_gradients():
+    """Under ``--sketch-rank auto`` a line-search phase switches to exact storage: from the
+    same weights, its loss and gradient are an exact-storage run's bit for bit (float64,
+    modified MLP with Fourier features and RWF), so an auto run's L-BFGS phase differs from an
+    exact run's only by where its Adam phase left the weights."""
+    from pinnsketch.control import RankController
+    from pinnsketch.tasks.pinn import PINNTask
+
+    model = ModelConfig(width=16, depth=3, arch="modified", fourier_features=8, rwf=(1.0, 0.1))
+    sampling = SamplingConfig(collocation=64)
+
+    def loss_and_gradient(task, batch):
+        task.model.zero_grad(set_to_none=True)
+        loss = task.backward(batch)["loss"]
+        return loss, torch.cat([p.grad.reshape(-1) for p in task.model.parameters()])
+
+    tasks = []
+    for storage, controller in ((StorageConfig("exact"), None),
+                                (StorageConfig("sketch", rank=4), RankController())):
+        task = PINNTask(load_problem("poisson"), model, sampling, OptimConfig(), storage,
+                        controller=controller)
+        task.backward(task.sample(0))  # a float32 Adam-phase step's storage first
+        task.set_dtype(torch.float64)
+        task.enter_phase("lbfgs")
+        tasks.append(task)
+    exact, auto = tasks
+    auto.model.load_state_dict(exact.model.state_dict())
+    batch = exact.sample(-1)
+    loss_e, grad_e = loss_and_gradient(exact, batch)
+    loss_a, grad_a = loss_and_gradient(auto, batch)
+    assert loss_a == loss_e
+    assert torch.equal(grad_a, grad_e)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--optimizer", "adam:10,newton:5"], "unknown optimizer 'newton'; valid: adam, lbfgs"),
     (["--optimizer", "adam:0"], "optimizer adam: steps must be an integer >= 1, got 0"),
